@@ -1,0 +1,5 @@
+import sys
+
+from delta.cli import main
+
+sys.exit(main())

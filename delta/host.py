@@ -1,0 +1,227 @@
+"""The model host (pure core, no Kafka, no HTTP): one River model, its version, metrics and counts.
+
+``learn`` does progressive validation exactly as ``river.evaluate.progressive_val_score`` does: predict, update the
+metrics with ``(y, y_pred)``, then learn. Like River's ``Metrics`` container, a classifier is asked for
+``predict_proba_one`` once when any metric needs probabilities; label metrics get its arg-max. Predictions published
+for a classifier use the same rule (``y_pred`` is the most probable class of ``proba``), so the label and the
+probabilities a user sees never disagree.
+
+Delayed labels (DESIGN.md §1): ``predict`` remembers the features and the prediction under the event id (bounded by
+``max_pending``, oldest forgotten first). A label-only training event joins them: the metrics are updated with the
+prediction that was actually published, then the model learns. Joins are local to a worker; key prediction and
+label events alike (same key, same partition count) so both land on the same worker.
+
+The host is not thread-safe by itself: the worker holds :attr:`lock` while it processes a batch, readers (the
+management API, snapshots) hold it while they copy state, so nobody observes a half-updated model.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import base, compose, drift, metrics, utils
+
+from delta.errors import ConfigError, EventError
+from delta.events import Features, Label, PredictEvent, Prediction, Task, TrainEvent
+from delta.spec import build
+
+__all__ = ["DEFAULT_METRICS", "ModelHost", "model_name"]
+
+DEFAULT_METRICS: dict[Task, tuple[str, ...]] = {
+    "classification": ("Accuracy", "F1", "ROCAUC", "LogLoss"),
+    "regression": ("MAE", "RMSE", "R2"),
+}
+
+
+def model_name(model: Any) -> str:
+    """The name users know a model by: a pipeline's final step."""
+    while isinstance(model, compose.Pipeline):
+        model = list(model.steps.values())[-1]
+    return type(model).__name__
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def infer_task(model: Any) -> Task:
+    if isinstance(model, base.Classifier):
+        return "classification"
+    if isinstance(model, base.Regressor):
+        return "regression"
+    raise ConfigError(
+        f"model.spec builds a {model_name(model)}, which is neither a classifier nor a regressor; Delta hosts "
+        "supervised River models (e.g. linear_model.LogisticRegression() or tree.HoeffdingTreeRegressor())"
+    )
+
+
+@dataclass
+class _Metrics:
+    """Progressive metrics, their rolling copies and a drift detector on the error stream."""
+
+    task: Task
+    names: tuple[str, ...]
+    window: int
+    model: Any
+    all_time: list[tuple[str, Any, bool]] = field(init=False)
+    rolling: list[tuple[str, Any, bool]] = field(init=False)
+    detector: Any = field(init=False)
+    detections: int = 0
+    last_detection_at: int | None = None
+    seen: int = 0
+
+    def __post_init__(self) -> None:
+        self.all_time, self.rolling = [], []
+        for name in self.names:
+            cls = getattr(metrics, name)
+            metric = cls()
+            if not metric.works_with(self.model):
+                raise ConfigError(
+                    f"invalid config metrics.names: {name} does not work with {model_name(self.model)} "
+                    f"({self.task}); e.g. use {', '.join(DEFAULT_METRICS[self.task])}"
+                )
+            needs_label = bool(metric.requires_labels)
+            self.all_time.append((name, metric, needs_label))
+            self.rolling.append((name, utils.Rolling(cls, window_size=self.window), needs_label))
+        self.detector = drift.ADWIN()  # type: ignore[no-untyped-call]
+
+    @property
+    def use_proba(self) -> bool:
+        """As ``river.metrics.Metrics``: ask for probabilities unless every metric needs labels."""
+        return self.task == "classification" and not all(n for _, _, n in self.all_time)
+
+    def update(self, y: Label, y_pred: Any, proba: dict[Any, float] | None) -> None:
+        for _, m, needs_label in self.all_time:
+            m.update(y, y_pred if needs_label or proba is None else proba)
+        for _, m, needs_label in self.rolling:
+            m.update(y, y_pred if needs_label or proba is None else proba)
+        self.seen += 1
+        error = float(y_pred != y) if self.task == "classification" else abs(float(y) - float(y_pred))
+        self.detector.update(error)
+        if self.detector.drift_detected:
+            self.detections += 1
+            self.last_detection_at = self.seen
+
+    def report(self) -> tuple[dict[str, float], dict[str, float]]:
+        return ({n: float(m.get()) for n, m, _ in self.all_time}, {n: float(m.get()) for n, m, _ in self.rolling})
+
+
+class ModelHost:
+    """Holds the model and everything measured about it; see the module docstring for the semantics."""
+
+    def __init__(self, spec: str, metric_names: tuple[str, ...] | None = None, window: int = 1000,
+                 max_pending: int = 100_000, version: int = 1) -> None:
+        self.lock = threading.RLock()
+        self.metric_names = metric_names
+        self.window = window
+        self.max_pending = max_pending
+        self.pending: collections.OrderedDict[str, tuple[Features, Any, dict[Any, float] | None]] = (
+            collections.OrderedDict()
+        )
+        self.trained_total = 0
+        self.predicted = 0
+        self.invalid = 0
+        self.labels_joined = 0
+        self.history: list[dict[str, Any]] = []
+        self._install(spec, build(spec), version)
+
+    def _install(self, spec: str, model: Any, version: int) -> None:
+        task = infer_task(model)
+        names = self.metric_names or DEFAULT_METRICS[task]
+        self.metrics = _Metrics(task, tuple(names), self.window, model)
+        self.spec, self.model, self.task, self.version = spec, model, task, version
+        self.created = _now()
+        self.trained = 0
+        self._use_proba = self.metrics.use_proba
+        self._classifier = task == "classification"
+
+    # --- hot path ----------------------------------------------------------------------------------------------
+
+    def _predict(self, x: Features) -> tuple[Any, dict[Any, float] | None]:
+        if self._classifier:
+            proba = self.model.predict_proba_one(x)
+            return (max(proba, key=proba.get) if proba else None), proba
+        return self.model.predict_one(x), None
+
+    def learn(self, event: TrainEvent) -> None:
+        """Predict, update metrics, learn. Raises :class:`EventError` (nothing changed) for an unjoinable label."""
+        x, y = event.x, event.y
+        if x is None:
+            assert event.id is not None
+            joined = self.pending.pop(event.id, None)
+            if joined is None:
+                raise EventError(
+                    f'label-only event for id "{event.id}" has no earlier prediction event to join '
+                    f"(never seen by this worker, or forgotten after events.max_pending_labels)"
+                )
+            x, y_pred, proba = joined
+            self.labels_joined += 1
+        elif self._use_proba:
+            proba = self.model.predict_proba_one(x)
+            y_pred = max(proba, key=proba.get) if proba else None
+        else:
+            proba, y_pred = None, self.model.predict_one(x)
+        if y_pred is not None and proba != {}:
+            self.metrics.update(y, y_pred, proba if self._use_proba else None)
+        self.model.learn_one(x, y)
+        self.trained += 1
+        self.trained_total += 1
+
+    def predict(self, event: PredictEvent, ts: int) -> Prediction:
+        y_pred, proba = self._predict(event.x)
+        self.predicted += 1
+        if self.max_pending:
+            pending = self.pending
+            pending[event.id] = (event.x, y_pred, proba)
+            if len(pending) > self.max_pending:
+                pending.popitem(last=False)
+        return Prediction(event.id, y_pred, proba, self.version, ts)
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    def replace(self, spec: str, model: base.Estimator | None = None) -> int:
+        """Install a new model (built from ``spec`` unless given); version+1, metrics restart; returns the version."""
+        new = build(spec) if model is None else model
+        with self.lock:
+            self.history.append(self.describe(with_history=False) | {"retired": _now()})
+            self._install(spec, new, self.version + 1)
+            return self.version
+
+    def set_metrics(self, names: tuple[str, ...] | None) -> None:
+        """Measure other metrics from now on (they start empty); the model and version stay."""
+        with self.lock:
+            self.metric_names = names
+            self.metrics = _Metrics(self.task, tuple(names or DEFAULT_METRICS[self.task]), self.window, self.model)
+            self._use_proba = self.metrics.use_proba
+
+    # --- reports -----------------------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        with self.lock:
+            progressive, rolling = self.metrics.report()
+            return {
+                "model": {"name": model_name(self.model), "spec": self.spec, "version": self.version},
+                "events": {"trained": self.trained_total, "predicted": self.predicted, "invalid": self.invalid,
+                           "labels_joined": self.labels_joined},
+                "metrics": progressive,
+                "rolling": rolling,
+                "drift": {"detector": "ADWIN", "detections": self.metrics.detections,
+                          "last_at_event": self.metrics.last_detection_at},
+            }
+
+    def describe(self, with_history: bool = True) -> dict[str, Any]:
+        with self.lock:
+            params = {k: repr(v) if not isinstance(v, int | float | str | bool | None) else v
+                      for k, v in self.model._get_params().items()}
+            out: dict[str, Any] = {
+                "version": self.version, "spec": self.spec, "name": model_name(self.model), "task": self.task,
+                "params": params, "trained": self.trained, "created": self.created,
+                "metrics": self.metrics.report()[0],
+            }
+            if with_history:
+                out["history"] = list(self.history)
+            return out

@@ -1,0 +1,71 @@
+"""Wiring for ``delta run``: the model host, the Kafka worker (in its own thread) and the management server (on the
+asyncio loop of the main thread), started together and stopped together.
+
+Why a thread: the worker's loop is blocking C calls and CPU-bound learning; running it beside the event loop keeps
+the management server responsive (see delta.api) while the two share the host under its lock.
+
+Signals: the first SIGTERM/SIGINT only asks the worker to stop (it drains, flushes, commits and leaves the group);
+a second SIGINT exits at once with code 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+
+from delta.config import Config
+from delta.host import ModelHost
+from delta.worker import Worker, ensure_topics
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+
+def build_host(cfg: Config) -> ModelHost:
+    return ModelHost(cfg.model.spec, cfg.metrics.names, cfg.metrics.window, cfg.events.max_pending_labels)
+
+
+async def serve(cfg: Config, *, max_events: int | None = None, idle_timeout: float | None = None) -> int:
+    """Run until a signal or the finite mode ends; return the process exit code."""
+    host = build_host(cfg)
+    ensure_topics(cfg)
+    worker = Worker(cfg, host, max_events=max_events, idle_timeout=idle_timeout)
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1 and sig == signal.SIGINT:
+            os._exit(130)
+        log.info("received %s: draining and stopping", sig.name)
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    done: asyncio.Future[None] = loop.create_future()
+
+    def run_worker() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the event loop, which reports it
+            loop.call_soon_threadsafe(done.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(done.set_result, None)
+
+    thread = threading.Thread(target=run_worker, name="delta-worker", daemon=True)
+    thread.start()
+    try:
+        await done
+    except Exception as exc:  # noqa: BLE001 - any worker failure ends the process with code 1
+        log.error("worker failed: %s", exc)
+        return 1
+    finally:
+        worker.stop()
+        await asyncio.to_thread(thread.join)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
