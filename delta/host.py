@@ -84,7 +84,7 @@ class _Metrics:
                     f"invalid config metrics.names: {name} does not work with {model_name(self.model)} "
                     f"({self.task}); e.g. use {', '.join(DEFAULT_METRICS[self.task])}"
                 )
-            needs_label = bool(metric.requires_labels)
+            needs_label = bool(getattr(metric, "requires_labels", True))
             self.all_time.append((name, metric, needs_label))
             self.rolling.append((name, utils.Rolling(cls, window_size=self.window), needs_label))
         self.detector = drift.ADWIN()  # type: ignore[no-untyped-call]
