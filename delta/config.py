@@ -164,8 +164,9 @@ def _opt_str(key: str, raw: Any, from_env: bool) -> str | None:
 def _bool(key: str, raw: Any, from_env: bool) -> bool:
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
+    words = raw.strip().lower() if from_env and isinstance(raw, str) else None
+    if words in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return words in ("1", "true", "yes", "on")
     raise _bad(key, raw, "true or false")
 
 
@@ -219,7 +220,7 @@ def _metric_names(key: str, raw: Any, from_env: bool) -> tuple[str, ...] | None:
 
     if raw is None:
         return None
-    if isinstance(raw, str):
+    if from_env and isinstance(raw, str):
         raw = [n for n in (p.strip() for p in raw.split(",")) if n]
     if not isinstance(raw, list | tuple) or not raw or not all(isinstance(n, str) for n in raw):
         raise _bad(key, raw, "a non-empty list of River metric names, e.g. [Accuracy, F1]")

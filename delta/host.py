@@ -11,15 +11,14 @@ Delayed labels (DESIGN.md §1): ``predict`` remembers the features and the predi
 prediction that was actually published, then the model learns. Joins are local to a worker; key prediction and
 label events alike (same key, same partition count) so both land on the same worker.
 
-The host is not thread-safe by itself: the worker holds :attr:`lock` while it processes a batch, readers (the
-management API, snapshots) hold it while they copy state, so nobody observes a half-updated model.
+The host is deliberately not thread-safe and takes no lock on the hot path: one thread owns it (the worker's loop;
+see delta.worker for how other threads read reports and ask for changes between batches).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +114,6 @@ class ModelHost:
 
     def __init__(self, spec: str, metric_names: tuple[str, ...] | None = None, window: int = 1000,
                  max_pending: int = 100_000, version: int = 1) -> None:
-        self.lock = threading.RLock()
         self.metric_names = metric_names
         self.window = window
         self.max_pending = max_pending
@@ -186,42 +184,64 @@ class ModelHost:
     def replace(self, spec: str, model: base.Estimator | None = None) -> int:
         """Install a new model (built from ``spec`` unless given); version+1, metrics restart; returns the version."""
         new = build(spec) if model is None else model
-        with self.lock:
-            self.history.append(self.describe(with_history=False) | {"retired": _now()})
-            self._install(spec, new, self.version + 1)
-            return self.version
+        self.history.append(self.describe(with_history=False) | {"retired": _now()})
+        self._install(spec, new, self.version + 1)
+        return self.version
 
     def set_metrics(self, names: tuple[str, ...] | None) -> None:
         """Measure other metrics from now on (they start empty); the model and version stay."""
-        with self.lock:
-            self.metric_names = names
-            self.metrics = _Metrics(self.task, tuple(names or DEFAULT_METRICS[self.task]), self.window, self.model)
-            self._use_proba = self.metrics.use_proba
+        self.metrics = _Metrics(self.task, tuple(names or DEFAULT_METRICS[self.task]), self.window, self.model)
+        self.metric_names = names
+        self._use_proba = self.metrics.use_proba
+
+    # --- snapshots -------------------------------------------------------------------------------------------
+
+    _STATE = ("spec", "model", "version", "created", "trained", "trained_total", "predicted", "invalid",
+              "labels_joined", "metrics", "metric_names", "history", "pending")
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this host is (for a snapshot; pickled by the caller)."""
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Become the host a snapshot captured: same model, version, metrics and counts."""
+        for name in self._STATE:
+            setattr(self, name, state[name])
+        self.task = infer_task(self.model)
+        self._classifier = self.task == "classification"
+        self._use_proba = self.metrics.use_proba
+
+    def rollback(self, state: dict[str, Any]) -> int:
+        """Install a snapshot's model and its metrics as a new version; totals and pending labels stay."""
+        self.history.append(self.describe(with_history=False) | {"retired": _now()})
+        version = self.version + 1
+        self._install(state["spec"], state["model"], version)
+        self.metrics, self.trained = state["metrics"], state["trained"]
+        self._use_proba = self.metrics.use_proba
+        return version
 
     # --- reports -----------------------------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        with self.lock:
-            progressive, rolling = self.metrics.report()
-            return {
-                "model": {"name": model_name(self.model), "spec": self.spec, "version": self.version},
-                "events": {"trained": self.trained_total, "predicted": self.predicted, "invalid": self.invalid,
-                           "labels_joined": self.labels_joined},
-                "metrics": progressive,
-                "rolling": rolling,
-                "drift": {"detector": "ADWIN", "detections": self.metrics.detections,
-                          "last_at_event": self.metrics.last_detection_at},
-            }
+        progressive, rolling = self.metrics.report()
+        return {
+            "model": {"name": model_name(self.model), "spec": self.spec, "version": self.version},
+            "events": {"trained": self.trained_total, "predicted": self.predicted, "invalid": self.invalid,
+                       "labels_joined": self.labels_joined},
+            "metrics": progressive,
+            "rolling": rolling,
+            "drift": {"detector": "ADWIN", "detections": self.metrics.detections,
+                      "last_at_event": self.metrics.last_detection_at},
+        }
 
     def describe(self, with_history: bool = True) -> dict[str, Any]:
-        with self.lock:
-            params = {k: repr(v) if not isinstance(v, int | float | str | bool | None) else v
-                      for k, v in self.model._get_params().items()}
-            out: dict[str, Any] = {
-                "version": self.version, "spec": self.spec, "name": model_name(self.model), "task": self.task,
-                "params": params, "trained": self.trained, "created": self.created,
-                "metrics": self.metrics.report()[0],
-            }
-            if with_history:
-                out["history"] = list(self.history)
-            return out
+        params = {k: repr(v) if not isinstance(v, int | float | str | bool | None) else v
+                  for k, v in self.model._get_params().items()}
+        out: dict[str, Any] = {
+            "version": self.version, "spec": self.spec, "name": model_name(self.model), "task": self.task,
+            "params": params, "trained": self.trained, "created": self.created,
+            "metrics": self.metrics.report()[0],
+        }
+        if with_history:
+            out["history"] = list(self.history)
+        return out

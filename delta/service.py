@@ -16,8 +16,12 @@ import os
 import signal
 import threading
 
+from aiohttp import web
+
+from delta.api import ApiContext, make_app
 from delta.config import Config
 from delta.host import ModelHost
+from delta.snapshots import SnapshotStore
 from delta.worker import Worker, ensure_topics
 
 __all__ = ["serve"]
@@ -33,7 +37,8 @@ async def serve(cfg: Config, *, max_events: int | None = None, idle_timeout: flo
     """Run until a signal or the finite mode ends; return the process exit code."""
     host = build_host(cfg)
     ensure_topics(cfg)
-    worker = Worker(cfg, host, max_events=max_events, idle_timeout=idle_timeout)
+    store = SnapshotStore(cfg.snapshots.dir, cfg.snapshots.keep) if cfg.snapshots.dir else None
+    worker = Worker(cfg, host, snapshots=store, max_events=max_events, idle_timeout=idle_timeout)
     loop = asyncio.get_running_loop()
     signals = {"count": 0}
 
@@ -56,6 +61,10 @@ async def serve(cfg: Config, *, max_events: int | None = None, idle_timeout: flo
         else:
             loop.call_soon_threadsafe(done.set_result, None)
 
+    runner = web.AppRunner(make_app(ApiContext(cfg, worker)), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, cfg.management.host, cfg.management.port).start()
+    log.info("management server listening on %s", ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses))
     thread = threading.Thread(target=run_worker, name="delta-worker", daemon=True)
     thread.start()
     try:
@@ -66,6 +75,9 @@ async def serve(cfg: Config, *, max_events: int | None = None, idle_timeout: flo
     finally:
         worker.stop()
         await asyncio.to_thread(thread.join)
+        await runner.cleanup()
+        if store is not None:
+            store.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0

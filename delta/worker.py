@@ -12,8 +12,19 @@ commits them synchronously (never on ``on_lost``). A delivery that fails after l
 worker with an error without storing that batch's offsets, so the batch is replayed by whoever consumes next:
 at-least-once, nothing silently dropped.
 
-Offset ownership is delegated to an :class:`OffsetPolicy`: :class:`KafkaCommits` is the at-least-once default; the
-snapshot module can take over the training partitions by seeking them on assignment.
+Training offsets with snapshots on (``snapshots.dir``): the snapshot owns them. At start the worker restores the
+newest valid snapshot (model, metrics, counts and the next offset of every training partition it learned from);
+on every assignment it seeks each training partition it has a position for to that position, so the model and its
+offsets always move together: no training event is lost or learned twice by a model lineage. Kafka commits are then
+only for lag visibility: a training partition this model lineage has never learned from starts at its earliest
+retained offset (the model has learned none of it), whatever the group committed. Prediction offsets
+keep the at-least-once commits above. Eager (``assign``) and cooperative (``incremental_assign``) rebalancing are
+both handled.
+
+Ownership: the worker thread is the only one that touches the :class:`ModelHost` while the loop runs. Other threads
+(the management API) either read :attr:`Worker.published`, a report the loop republishes at most every 100 ms and
+whenever it goes idle, or hand a function to :meth:`Worker.submit`, which the loop runs between two batches. So the
+hot path takes no lock, and a model swap is atomic between batches by construction.
 
 Lifecycle: :meth:`Worker.stop` only sets a flag (safe from a signal handler); the loop polls with a timeout <= 1 s,
 finishes the batch in hand, flushes, commits and closes the consumer (leaving the group). ``max_events`` and
@@ -23,29 +34,37 @@ finishes the batch in hand, flushes, commits and closes the consumer (leaving th
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from delta.config import Config
 from delta.errors import DeltaError, EventError
 from delta.events import decode_predict, decode_train, encode_prediction
 from delta.host import ModelHost
+from delta.snapshots import Snapshot, SnapshotStore
 
-__all__ = ["KafkaCommits", "OffsetPolicy", "Worker", "WorkerStats", "ensure_topics", "kafka_settings"]
+__all__ = ["Worker", "WorkerStats", "ensure_topics", "kafka_settings"]
 
 log = logging.getLogger(__name__)
 
 FLUSH_GRACE_S = 10.0
+PUBLISH_EVERY_S = 0.1
 
 
 class DeliveryError(DeltaError):
     """The broker did not take an output message after librdkafka's retries."""
+
+
+class SnapshotsOff(DeltaError):
+    """A snapshot operation was asked for but ``snapshots.dir`` is not set."""
 
 
 def kafka_settings(cfg: Config, **extra: Any) -> dict[str, Any]:
@@ -71,19 +90,6 @@ def ensure_topics(cfg: Config, timeout: float = 15.0) -> None:
                 raise
 
 
-class OffsetPolicy(Protocol):
-    """Who decides where a partition starts and what is committed."""
-
-    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None: ...
-
-
-class KafkaCommits:
-    """At-least-once via Kafka's committed offsets: start where the group left off."""
-
-    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        consumer.assign(partitions)
-
-
 @dataclass
 class WorkerStats:
     """Figures the loop keeps for the management API; written by the loop thread, read under ``lock``."""
@@ -102,12 +108,17 @@ class WorkerStats:
 class Worker:
     """One consumer (train + predict topics, one group) and one producer around a :class:`ModelHost`."""
 
-    def __init__(self, cfg: Config, host: ModelHost, *, policy: OffsetPolicy | None = None,
+    def __init__(self, cfg: Config, host: ModelHost, *, snapshots: SnapshotStore | None = None,
                  max_events: int | None = None, idle_timeout: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.host = host
-        self.policy = policy or KafkaCommits()
+        self.snapshots = snapshots
+        self.positions: dict[tuple[str, int], int] = {}
+        self.restored_from: str | None = None
+        self._learned_since_snapshot = 0
+        self._snapshot_at = clock()
+        self._cooperative = "cooperative" in str(cfg.kafka.properties.get("partition.assignment.strategy", ""))
         self.max_events = max_events
         self.idle_timeout = idle_timeout
         self.clock = clock
@@ -119,6 +130,10 @@ class Worker:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._train_paused_parts: list[TopicPartition] = []
+        self._requests: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._control = threading.Lock()
+        self._published_at = 0.0
+        self.published: dict[str, Any] = host.report()
 
     # --- control (any thread) ----------------------------------------------------------------------------------
 
@@ -134,7 +149,14 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions))
-        self.policy.on_assign(consumer, partitions)
+        if self.snapshots is not None:
+            for tp in partitions:
+                if tp.topic == self.cfg.topics.train:
+                    tp.offset = self.positions.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         with self.stats.lock:
             self.stats.assigned = [f"{p.topic}/{p.partition}" for p in consumer.assignment()]
         self._apply_pause(consumer)
@@ -142,15 +164,19 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions))
         self._commit(consumer)
-        consumer.unassign()
+        self._unassign(consumer, partitions)
+
+    def _unassign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
         with self.stats.lock:
-            self.stats.assigned = []
+            self.stats.assigned = [f"{p.topic}/{p.partition}" for p in consumer.assignment()]
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s (not committing)", ", ".join(f"{p.topic}/{p.partition}" for p in partitions))
-        consumer.unassign()
-        with self.stats.lock:
-            self.stats.assigned = []
+        self._unassign(consumer, partitions)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -176,6 +202,77 @@ class Worker:
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
 
+    def reconfigure(self, cfg: Config) -> None:
+        """Take run-time changes (paused training, snapshot cadence); call on the worker thread via submit."""
+        self.cfg = cfg
+        self.paused = cfg.training.paused
+        if self.snapshots is not None:
+            self.snapshots.keep = cfg.snapshots.keep
+
+    # --- snapshots ---------------------------------------------------------------------------------------------
+
+    def restore(self) -> str | None:
+        """Load the newest valid snapshot into the host and take its training positions; returns its id."""
+        if self.snapshots is None:
+            return None
+        found = self.snapshots.load_latest()
+        if found is None:
+            return None
+        meta, state = found
+        self.host.restore(state)
+        self.positions = {(t, int(p)): int(o) for t, p, o in (
+            (*key.rsplit("/", 1), off) for key, off in meta["offsets"].items())}
+        self.restored_from = meta["id"]
+        log.info("restored snapshot %s: model v%d, %d events trained, positions %s", meta["id"],
+                 self.host.version, self.host.trained_total, meta["offsets"])
+        return self.restored_from
+
+    def snapshot(self) -> Future[Snapshot]:
+        """Capture host and positions now (call between batches, on the worker thread); written in the background."""
+        if self.snapshots is None:
+            raise SnapshotsOff("snapshots are off: set snapshots.dir (DELTA_SNAPSHOT_DIR) to a directory")
+        host = self.host
+        meta = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model_version": host.version, "spec": host.spec, "trained": host.trained_total,
+            "counts": {"trained": host.trained_total, "predicted": host.predicted, "invalid": host.invalid,
+                       "labels_joined": host.labels_joined, "model_trained": host.trained},
+            "offsets": {f"{t}/{p}": o for (t, p), o in sorted(self.positions.items())},
+        }
+        fut = self.snapshots.save(host.state(), meta)
+        self._learned_since_snapshot = 0
+        self._snapshot_at = self.clock()
+        fut.add_done_callback(_log_failed_snapshot)
+        return fut
+
+    def _snapshot_due(self, now: float) -> bool:
+        cadence = self.cfg.snapshots
+        return self._learned_since_snapshot > 0 and (
+            self._learned_since_snapshot >= cadence.every_events or now - self._snapshot_at >= cadence.every_seconds)
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the worker thread between two batches (inline when the loop is not running)."""
+        fut: Future[Any] = Future()
+        with self._control:
+            if self.stats.running:
+                self._requests.put((fn, fut))
+                return fut
+        _call(fn, fut)
+        return fut
+
+    def _serve_requests(self) -> None:
+        while True:
+            try:
+                fn, fut = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            _call(fn, fut)
+            self._publish()
+
+    def _publish(self) -> None:
+        self.published = self.host.report()
+        self._published_at = self.clock()
+
     # --- the loop ----------------------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -190,14 +287,20 @@ class Worker:
         self._consumer, self._producer = consumer, producer
         consumer.subscribe([cfg.topics.train, cfg.topics.predict], on_assign=self._on_assign,
                            on_revoke=self._on_revoke, on_lost=self._on_lost)
-        self.stats.running = True
+        with self._control:
+            self.stats.running = True
+        self.restore()
+        self._publish()
         log.info("worker started: train=%s predict=%s group=%s model v%d", cfg.topics.train, cfg.topics.predict,
                  cfg.kafka.group_id, self.host.version)
         try:
             self._loop(consumer, producer)
         finally:
-            self.stats.running = False
+            with self._control:
+                self.stats.running = False
+            self._serve_requests()
             self._shutdown(consumer, producer)
+            self._publish()
 
     def _loop(self, consumer: Consumer, producer: Producer) -> None:
         cfg = self.cfg
@@ -205,7 +308,9 @@ class Worker:
         last_message = self.clock()
         tick_at = last_message + 1.0
         counted = (0, 0)
+        dirty = False
         while not self._stop.is_set():
+            self._serve_requests()
             if self.paused != bool(self._train_paused_parts) and consumer.assignment():
                 self._apply_pause(consumer)
             messages = consumer.consume(batch_size, timeout)
@@ -214,8 +319,17 @@ class Worker:
             if messages:
                 last_message = now
                 self._process(messages, consumer, producer)
+                dirty = True
+                if now - self._published_at >= PUBLISH_EVERY_S:
+                    self._publish()
+                    dirty = False
             else:
                 producer.poll(0)
+                if dirty:
+                    self._publish()
+                    dirty = False
+            if self.snapshots is not None and self._snapshot_due(now):
+                self.snapshot()
             if now >= tick_at:
                 counted = self._tick(consumer, now - tick_at + 1.0, counted)
                 tick_at = now + 1.0
@@ -233,35 +347,38 @@ class Worker:
         produced = False
         done: dict[tuple[str, int], int] = {}
         ts = int(time.time() * 1000)
-        with host.lock:
-            for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    self._consume_error(err)
-                    continue
-                topic: str = msg.topic()  # type: ignore[assignment]
-                partition: int = msg.partition()  # type: ignore[assignment]
-                offset: int = msg.offset()  # type: ignore[assignment]
-                try:
-                    if topic == train_topic:
-                        host.learn(decode_train(msg.value(), task, max_bytes))
-                    else:
-                        key = msg.key()
-                        default_id = key.decode("utf-8", "replace") if key else f"{topic}:{partition}:{offset}"
-                        prediction = host.predict(decode_predict(msg.value(), default_id, max_bytes), ts)
-                        self._produce(producer, predictions_topic, encode_prediction(prediction),
-                                      key if key else prediction.id.encode())
-                        produced = True
-                except EventError as exc:
-                    host.invalid += 1
-                    self._dead_letter(producer, msg, str(exc))
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._consume_error(err)
+                continue
+            topic: str = msg.topic()  # type: ignore[assignment]
+            partition: int = msg.partition()  # type: ignore[assignment]
+            offset: int = msg.offset()  # type: ignore[assignment]
+            try:
+                if topic == train_topic:
+                    host.learn(decode_train(msg.value(), task, max_bytes))
+                else:
+                    key = msg.key()
+                    default_id = key.decode("utf-8", "replace") if key else f"{topic}:{partition}:{offset}"
+                    prediction = host.predict(decode_predict(msg.value(), default_id, max_bytes), ts)
+                    self._produce(producer, predictions_topic, encode_prediction(prediction),
+                                  key if key else prediction.id.encode())
                     produced = True
-                done[(topic, partition)] = offset + 1
-            self._processed += len(messages)
+            except EventError as exc:
+                host.invalid += 1
+                self._dead_letter(producer, msg, str(exc))
+                produced = True
+            done[(topic, partition)] = offset + 1
+        self._processed += len(messages)
         if produced:
             self._flush(producer)
         if done:
             consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()])
+            for (t, p), o in done.items():
+                if t == train_topic:
+                    self._learned_since_snapshot += o - self.positions.get((t, p), o - 1)
+                    self.positions[(t, p)] = o
 
     def _produce(self, producer: Producer, topic: str, value: bytes, key: bytes | None,
                  headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
@@ -324,8 +441,23 @@ class Worker:
             remaining = producer.flush(FLUSH_GRACE_S)
             if remaining:
                 log.error("%d output message(s) not delivered at shutdown; their inputs stay uncommitted", remaining)
+            if self.snapshots is not None and self._learned_since_snapshot:
+                self.snapshot().result(FLUSH_GRACE_S)
             self._commit(consumer)
         finally:
             consumer.close()
             self._consumer = self._producer = None
             log.info("worker stopped: %d events processed", self._processed)
+
+
+def _call(fn: Callable[[], Any], fut: Future[Any]) -> None:
+    try:
+        fut.set_result(fn())
+    except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+        fut.set_exception(exc)
+
+
+def _log_failed_snapshot(fut: Future[Snapshot]) -> None:
+    exc = fut.exception()
+    if exc is not None:
+        log.error("writing a snapshot failed: %s", exc)
