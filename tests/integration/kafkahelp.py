@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from delta.config import Config
 from delta.worker import Worker
 
 
@@ -100,3 +112,98 @@ def run_worker(worker: Worker, timeout: float = 120.0) -> None:
         raise AssertionError(f"worker did not finish within {timeout}s")
     if errors:
         raise errors[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WorkerProcess:
+    """``python -m delta run`` as a user runs it, configured by DELTA_* variables; its log goes to a file."""
+
+    def __init__(self, cfg: Config, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        full_env = {
+            **os.environ,
+            "DELTA_BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers, "DELTA_GROUP_ID": cfg.kafka.group_id,
+            "DELTA_TRAIN_TOPIC": cfg.topics.train, "DELTA_PREDICT_TOPIC": cfg.topics.predict,
+            "DELTA_PREDICTIONS_TOPIC": cfg.topics.predictions, "DELTA_DEAD_LETTER_TOPIC": cfg.topics.dead_letter,
+            "DELTA_HOST": "127.0.0.1", "DELTA_PORT": str(self.port), "DELTA_POLL_TIMEOUT": "0.2",
+            **env,
+        }
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "delta", "run"], env=full_env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as err:
+            raw, status, ctype = err.read(), err.code, err.headers.get("Content-Type", "")
+        return status, (json.loads(raw) if "json" in ctype else raw.decode())
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}:\n{self.log()}"
+            try:
+                if self.request("GET", "/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"worker not ready within {timeout}s:\n{self.log()}")
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}:\n{self.log()}"
+            try:
+                status, body = self.request("GET", "/metrics")
+            except OSError:
+                status = 0
+            if status == 200 and predicate(body):
+                return body
+            time.sleep(0.05)
+        raise AssertionError(f"condition not met within {timeout}s; last /metrics: {body}\n{self.log()[-3000:]}")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def paced(per_second: float, stop: threading.Event) -> Iterator[int]:
+    """0, 1, 2, ... at ``per_second`` until ``stop`` is set: a stream that is still flowing at a signal."""
+    start = time.monotonic()
+    for i in itertools.count():
+        if stop.is_set():
+            return
+        if i % 100 == 0:
+            ahead = start + i / per_second - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        yield i
