@@ -10,7 +10,9 @@ Keys beyond the design's table (decisions, documented here and in the README):
 ``training.paused`` (``DELTA_TRAINING_PAUSED``, default false),
 ``events.max_bytes`` (``DELTA_MAX_EVENT_BYTES``, default 1 MiB: larger values go to the dead-letter topic),
 ``events.max_pending_labels`` (``DELTA_MAX_PENDING_LABELS``, default 100000: predictions remembered for delayed
-labels, oldest forgotten first),
+labels, oldest forgotten first; also the most labels held waiting for their prediction event),
+``events.label_wait_seconds`` (``DELTA_LABEL_WAIT_SECONDS``, default 30: how long a label read before its
+prediction event waits for it before going to the dead-letter topic; 0 dead-letters it at once),
 ``worker.batch_size`` (``DELTA_BATCH_SIZE``, default 500: messages per ``consume`` call) and
 ``worker.poll_timeout`` (``DELTA_POLL_TIMEOUT``, seconds, default 0.5, at most 1).
 """
@@ -86,6 +88,7 @@ class TrainingConfig:
 class EventsConfig:
     max_bytes: int = 1 << 20
     max_pending_labels: int = 100_000
+    label_wait_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,7 @@ FIELDS: dict[str, Field] = {
     "training.paused": Field("DELTA_TRAINING_PAUSED", _bool),
     "events.max_bytes": Field("DELTA_MAX_EVENT_BYTES", _int_range(64, 1 << 30)),
     "events.max_pending_labels": Field("DELTA_MAX_PENDING_LABELS", _int_range(0, 100_000_000)),
+    "events.label_wait_seconds": Field("DELTA_LABEL_WAIT_SECONDS", _float_range(0.0, 86_400.0)),
     "worker.batch_size": Field("DELTA_BATCH_SIZE", _int_range(1, 100_000)),
     "worker.poll_timeout": Field("DELTA_POLL_TIMEOUT", _float_range(0.01, 1.0)),
 }

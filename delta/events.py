@@ -23,6 +23,7 @@ from delta.errors import EventError
 
 __all__ = [
     "Features",
+    "Incoming",
     "Label",
     "PredictEvent",
     "Prediction",
@@ -55,6 +56,19 @@ class TrainEvent:
 class PredictEvent:
     id: str
     x: Features
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A Kafka message as plain data, kept when an event must outlive its batch (a label waiting for its
+    prediction) and for dead letters, which repeat the original bytes and name where they came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

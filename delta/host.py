@@ -11,6 +11,11 @@ Delayed labels (DESIGN.md §1): ``predict`` remembers the features and the predi
 prediction that was actually published, then the model learns. Joins are local to a worker; key prediction and
 label events alike (same key, same partition count) so both land on the same worker.
 
+Kafka orders messages within a partition, not across the training and prediction topics: after a backlog, a label
+may be read before its prediction event. The worker then :meth:`hold`s the label (with its source message) until the
+prediction arrives (:meth:`release`, which learns at once) or the wait expires (:meth:`expire`, the worker
+dead-letters it). Held labels are part of the host's state, so snapshots keep them.
+
 The host is deliberately not thread-safe and takes no lock on the hot path: one thread owns it (the worker's loop;
 see delta.worker for how other threads read reports and ask for changes between batches).
 """
@@ -25,7 +30,7 @@ from typing import Any
 from river import base, compose, drift, metrics, utils
 
 from delta.errors import ConfigError, EventError
-from delta.events import Features, Label, PredictEvent, Prediction, Task, TrainEvent
+from delta.events import Features, Incoming, Label, PredictEvent, Prediction, Task, TrainEvent
 from delta.spec import build
 
 __all__ = ["DEFAULT_METRICS", "ModelHost", "model_name"]
@@ -120,6 +125,7 @@ class ModelHost:
         self.pending: collections.OrderedDict[str, tuple[Features, Any, dict[Any, float] | None]] = (
             collections.OrderedDict()
         )
+        self.waiting: collections.OrderedDict[str, tuple[Label, float, Incoming]] = collections.OrderedDict()
         self.trained_total = 0
         self.predicted = 0
         self.invalid = 0
@@ -179,6 +185,38 @@ class ModelHost:
                 pending.popitem(last=False)
         return Prediction(event.id, y_pred, proba, self.version, ts)
 
+    def hold(self, event_id: str, y: Label, now: float, source: Incoming) -> None:
+        """Keep a label whose prediction event has not been read yet (reading the same message again is a no-op)."""
+        held = self.waiting.get(event_id)
+        if held is not None:
+            if (held[2].topic, held[2].partition, held[2].offset) == (source.topic, source.partition, source.offset):
+                return
+            raise EventError(f'a label for id "{event_id}" is already waiting for its prediction event')
+        self.waiting[event_id] = (y, now, source)
+
+    def release(self, event_id: str) -> Incoming:
+        """The prediction for a held label arrived (call after :meth:`predict`): learn it; return its source."""
+        y, _, source = self.waiting.pop(event_id)
+        self.learn(TrainEvent(event_id, None, y))
+        return source
+
+    def forget_waiting(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop held labels read from ``partitions`` (their new owner reads them again from the committed offset)."""
+        for event_id in [i for i, (_, _, s) in self.waiting.items() if (s.topic, s.partition) in partitions]:
+            del self.waiting[event_id]
+
+    def expire(self, before: float, limit: int) -> list[tuple[str, Incoming]]:
+        """Give up on labels held since before ``before`` (and the oldest beyond ``limit``)."""
+        out = []
+        waiting = self.waiting
+        while waiting:
+            event_id, (_, since, source) = next(iter(waiting.items()))
+            if since >= before and len(waiting) <= limit:
+                break
+            del waiting[event_id]
+            out.append((event_id, source))
+        return out
+
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
     def replace(self, spec: str, model: base.Estimator | None = None) -> int:
@@ -197,7 +235,7 @@ class ModelHost:
     # --- snapshots -------------------------------------------------------------------------------------------
 
     _STATE = ("spec", "model", "version", "created", "trained", "trained_total", "predicted", "invalid",
-              "labels_joined", "metrics", "metric_names", "history", "pending")
+              "labels_joined", "metrics", "metric_names", "history", "pending", "waiting")
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this host is (for a snapshot; pickled by the caller)."""
@@ -227,7 +265,7 @@ class ModelHost:
         return {
             "model": {"name": model_name(self.model), "spec": self.spec, "version": self.version},
             "events": {"trained": self.trained_total, "predicted": self.predicted, "invalid": self.invalid,
-                       "labels_joined": self.labels_joined},
+                       "labels_joined": self.labels_joined, "labels_waiting": len(self.waiting)},
             "metrics": progressive,
             "rolling": rolling,
             "drift": {"detector": "ADWIN", "detections": self.metrics.detections,

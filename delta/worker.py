@@ -47,7 +47,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from delta.config import Config
 from delta.errors import DeltaError, EventError
-from delta.events import decode_predict, decode_train, encode_prediction
+from delta.events import Incoming, decode_predict, decode_train, encode_prediction
 from delta.host import ModelHost
 from delta.snapshots import Snapshot, SnapshotStore
 
@@ -115,6 +115,7 @@ class Worker:
         self.host = host
         self.snapshots = snapshots
         self.positions: dict[tuple[str, int], int] = {}
+        self._consumed: dict[tuple[str, int], int] = {}
         self.restored_from: str | None = None
         self._learned_since_snapshot = 0
         self._snapshot_at = clock()
@@ -165,6 +166,8 @@ class Worker:
         log.info("revoked %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions))
         self._commit(consumer)
         self._unassign(consumer, partitions)
+        if self.snapshots is None and self.host.waiting:
+            self.host.forget_waiting({(p.topic, p.partition) for p in partitions})
 
     def _unassign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._cooperative:
@@ -177,6 +180,8 @@ class Worker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s (not committing)", ", ".join(f"{p.topic}/{p.partition}" for p in partitions))
         self._unassign(consumer, partitions)
+        if self.snapshots is None and self.host.waiting:
+            self.host.forget_waiting({(p.topic, p.partition) for p in partitions})
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -325,6 +330,11 @@ class Worker:
                     dirty = False
             else:
                 producer.poll(0)
+                released: set[tuple[str, int]] = set()
+                if self.host.waiting and self._expire_waiting(producer, time.time(), released):
+                    self._flush(producer)
+                    self._store(consumer, {}, released)
+                    dirty = True
                 if dirty:
                     self._publish()
                     dirty = False
@@ -344,9 +354,12 @@ class Worker:
         cfg, host = self.cfg, self.host
         train_topic, predictions_topic = cfg.topics.train, cfg.topics.predictions
         max_bytes, task = cfg.events.max_bytes, host.task
+        label_wait = cfg.events.label_wait_seconds
         produced = False
         done: dict[tuple[str, int], int] = {}
-        ts = int(time.time() * 1000)
+        released: set[tuple[str, int]] = set()
+        now = time.time()
+        ts = int(now * 1000)
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -357,7 +370,11 @@ class Worker:
             offset: int = msg.offset()  # type: ignore[assignment]
             try:
                 if topic == train_topic:
-                    host.learn(decode_train(msg.value(), task, max_bytes))
+                    event = decode_train(msg.value(), task, max_bytes)
+                    if event.x is None and label_wait and event.id not in host.pending:
+                        host.hold(event.id, event.y, now, _incoming(msg))  # type: ignore[arg-type]
+                    else:
+                        host.learn(event)
                 else:
                     key = msg.key()
                     default_id = key.decode("utf-8", "replace") if key else f"{topic}:{partition}:{offset}"
@@ -365,20 +382,51 @@ class Worker:
                     self._produce(producer, predictions_topic, encode_prediction(prediction),
                                   key if key else prediction.id.encode())
                     produced = True
+                    if host.waiting and prediction.id in host.waiting:
+                        source = host.release(prediction.id)
+                        released.add((source.topic, source.partition))
             except EventError as exc:
                 host.invalid += 1
-                self._dead_letter(producer, msg, str(exc))
+                self._dead_letter(producer, _incoming(msg), str(exc))
                 produced = True
             done[(topic, partition)] = offset + 1
         self._processed += len(messages)
+        if host.waiting and self._expire_waiting(producer, now, released):
+            produced = True
         if produced:
             self._flush(producer)
-        if done:
-            consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()])
-            for (t, p), o in done.items():
-                if t == train_topic:
-                    self._learned_since_snapshot += o - self.positions.get((t, p), o - 1)
-                    self.positions[(t, p)] = o
+        if done or released:
+            self._store(consumer, done, released)
+
+    def _expire_waiting(self, producer: Producer, now: float, released: set[tuple[str, int]]) -> bool:
+        """Dead-letter labels that waited too long for their prediction event; True if any did."""
+        wait = self.cfg.events.label_wait_seconds
+        expired = self.host.expire(now - wait, self.cfg.events.max_pending_labels)
+        for event_id, source in expired:
+            self.host.invalid += 1
+            self._dead_letter(producer, source, f'label-only event for id "{event_id}": no prediction event with '
+                                                f"that id arrived within {wait:g}s (events.label_wait_seconds)")
+            released.add((source.topic, source.partition))
+        return bool(expired)
+
+    def _store(self, consumer: Consumer, done: dict[tuple[str, int], int], released: set[tuple[str, int]]) -> None:
+        """Store each partition's offset up to its first label still waiting (that one is not done yet)."""
+        consumed = self._consumed
+        consumed.update(done)
+        floors: dict[tuple[str, int], int] = {}
+        for _, _, source in self.host.waiting.values():
+            where = (source.topic, source.partition)
+            if source.offset < floors.get(where, source.offset + 1):
+                floors[where] = source.offset
+        consumer.store_offsets(offsets=[
+            TopicPartition(t, p, min(consumed[(t, p)], floors.get((t, p), consumed[(t, p)])))
+            for t, p in done.keys() | released if (t, p) in consumed
+        ])
+        train_topic = self.cfg.topics.train
+        for (t, p), o in done.items():
+            if t == train_topic:
+                self._learned_since_snapshot += o - self.positions.get((t, p), o - 1)
+                self.positions[(t, p)] = o
 
     def _produce(self, producer: Producer, topic: str, value: bytes, key: bytes | None,
                  headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
@@ -389,12 +437,12 @@ class Worker:
             except BufferError:
                 producer.poll(0.1)
 
-    def _dead_letter(self, producer: Producer, msg: Message, reason: str) -> None:
-        headers: list[tuple[str, str | bytes | None]] = [(str(h[0]), h[1]) for h in msg.headers() or []]
-        headers += [("delta.error", reason.encode()), ("delta.source.topic", str(msg.topic()).encode()),
-                    ("delta.source.partition", str(msg.partition()).encode()),
-                    ("delta.source.offset", str(msg.offset()).encode())]
-        self._produce(producer, self.cfg.topics.dead_letter, msg.value() or b"", msg.key(), headers)
+    def _dead_letter(self, producer: Producer, msg: Incoming, reason: str) -> None:
+        headers: list[tuple[str, str | bytes | None]] = list(msg.headers)
+        headers += [("delta.error", reason.encode()), ("delta.source.topic", msg.topic.encode()),
+                    ("delta.source.partition", str(msg.partition).encode()),
+                    ("delta.source.offset", str(msg.offset).encode())]
+        self._produce(producer, self.cfg.topics.dead_letter, msg.value or b"", msg.key, headers)
 
     def _flush(self, producer: Producer) -> None:
         deadline = self.clock() + max(FLUSH_GRACE_S, 30.0)
@@ -461,3 +509,10 @@ def _log_failed_snapshot(fut: Future[Snapshot]) -> None:
     exc = fut.exception()
     if exc is not None:
         log.error("writing a snapshot failed: %s", exc)
+
+
+def _incoming(msg: Message) -> Incoming:
+    headers = tuple((str(h[0]), h[1] if isinstance(h[1], bytes | None) else str(h[1]).encode())
+                    for h in msg.headers() or ())
+    return Incoming(str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), msg.key(), msg.value(),
+                    headers)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
+import time
+from collections.abc import Callable
 
 from conftest import make_config
-from kafkahelp import produce, read_topic, run_worker
+from kafkahelp import committed, produce, read_topic, run_worker
 from river import datasets, evaluate, linear_model, metrics, preprocessing
 
 from delta.config import Config
@@ -71,7 +74,7 @@ BAD = [
 
 
 def test_bad_input_goes_to_dead_letter_unchanged_with_headers(bootstrap: str) -> None:
-    cfg = make_config(bootstrap, DELTA_MAX_EVENT_BYTES="1024")
+    cfg = make_config(bootstrap, DELTA_MAX_EVENT_BYTES="1024", DELTA_LABEL_WAIT_SECONDS="0")
     good = [dumps({"x": x, "y": y}) for x, y in itertools.islice(datasets.Phishing(), len(BAD) + 1)]
     stream: list[tuple[bytes | None, bytes | None]] = []
     for i, (value, _) in enumerate(BAD):
@@ -93,7 +96,8 @@ def test_bad_input_goes_to_dead_letter_unchanged_with_headers(bootstrap: str) ->
     predict_dead = [d for d in dead if d.headers["delta.source.topic"] == cfg.topics.predict.encode()]
     assert [(d.key, d.value) for d in predict_dead] == [(b"bp", b'{"id": "p"}')]
     report = host.report()["events"]
-    assert report == {"trained": len(BAD) + 1, "predicted": 1, "invalid": len(BAD) + 1, "labels_joined": 0}
+    assert report == {"trained": len(BAD) + 1, "predicted": 1, "invalid": len(BAD) + 1, "labels_joined": 0,
+                      "labels_waiting": 0}
     assert len(read_topic(bootstrap, cfg.topics.predictions, expect=1)) == 1
 
 
@@ -104,7 +108,42 @@ def test_delayed_label_joins_prediction_features(cfg: Config, bootstrap: str) ->
     run_worker(Worker(cfg, host, max_events=20))
     produce(bootstrap, cfg.topics.train, [(None, dumps({"id": f"p-{i}", "y": y})) for i, (_, y) in enumerate(rows)])
     run_worker(Worker(cfg, host, max_events=20))
-    assert host.report()["events"] == {"trained": 20, "predicted": 20, "invalid": 0, "labels_joined": 20}
+    assert host.report()["events"] == {"trained": 20, "predicted": 20, "invalid": 0, "labels_joined": 20,
+                                       "labels_waiting": 0}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_label_read_before_its_prediction_waits_for_it(bootstrap: str) -> None:
+    """After a backlog, labels may be read before their prediction events (different topics): they wait, join
+    when the prediction arrives, and one whose prediction never comes goes to the dead-letter topic in time."""
+    cfg = make_config(bootstrap, DELTA_LABEL_WAIT_SECONDS="2")
+    rows = list(itertools.islice(datasets.Phishing(), 30))
+    produce(bootstrap, cfg.topics.train, [(f"p-{i}".encode(), dumps({"id": f"p-{i}", "y": y}))
+                                          for i, (_, y) in enumerate(rows)] + [(b"lost", b'{"id": "lost", "y": true}')])
+    host = build_host(cfg)
+    worker = Worker(cfg, host)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: worker.published["events"]["labels_waiting"] == 31)
+        produce(bootstrap, cfg.topics.predict, [(f"p-{i}".encode(), dumps({"x": x}))
+                                                for i, (x, _) in enumerate(rows)])
+        wait_until(lambda: worker.published["events"]["invalid"] == 1)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert host.report()["events"] == {"trained": 30, "predicted": 30, "invalid": 1, "labels_joined": 30,
+                                       "labels_waiting": 0}
+    (dead,) = read_topic(bootstrap, cfg.topics.dead_letter, expect=1)
+    assert dead.key == b"lost" and b"no prediction event with that id arrived within 2s" in dead.headers["delta.error"]
+    assert dead.headers["delta.source.offset"] == b"30"
+    assert committed(bootstrap, cfg.kafka.group_id, cfg.topics.train)[0] == 31
 
 
 def test_paused_training_keeps_predicting_and_loses_nothing(bootstrap: str) -> None:

@@ -54,7 +54,8 @@ async def test_health_ready_metrics(make_client: MakeClient) -> None:
     assert r.status == 503
     assert (await r.json())["detail"] == "the worker loop is not running"
     body = await (await client.get("/metrics")).json()
-    assert body["events"] == {"trained": 100, "predicted": 0, "invalid": 0, "labels_joined": 0}
+    assert body["events"] == {"trained": 100, "predicted": 0, "invalid": 0, "labels_joined": 0,
+                              "labels_waiting": 0}
     assert set(body["metrics"]) == {"Accuracy", "F1", "ROCAUC", "LogLoss"} == set(body["rolling"])
     assert body["model"] == {"name": "LogisticRegression", "version": 1,
                              "spec": "preprocessing.StandardScaler() | linear_model.LogisticRegression()"}

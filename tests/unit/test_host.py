@@ -103,3 +103,29 @@ def test_metrics_must_suit_the_model() -> None:
         ModelHost("linear_model.LogisticRegression()", ("MAE",))
     with pytest.raises(ConfigError, match="neither a classifier nor a regressor"):
         ModelHost("preprocessing.StandardScaler()")
+
+
+def test_held_label_is_learned_when_its_prediction_arrives_or_expires() -> None:
+    from delta.events import Incoming
+
+    host = ModelHost("preprocessing.StandardScaler() | linear_model.LogisticRegression()")
+    rows = list(itertools.islice(datasets.Phishing(), 3))
+    sources = [Incoming("train", 0, i, None, b"{}") for i in range(3)]
+    host.hold("a", rows[0][1], now=10.0, source=sources[0])
+    host.hold("b", rows[1][1], now=11.0, source=sources[1])
+    with pytest.raises(EventError, match="already waiting"):
+        host.hold("a", True, now=12.0, source=sources[2])
+    host.hold("a", rows[0][1], now=12.0, source=sources[0])  # the same message read again
+    host.predict(PredictEvent("a", rows[0][0]), 0)
+    assert host.release("a") is sources[0]
+    assert host.report()["events"] == {"trained": 1, "predicted": 1, "invalid": 0, "labels_joined": 1,
+                                       "labels_waiting": 1}
+    assert host.expire(before=11.0, limit=10) == []
+    assert host.expire(before=11.5, limit=10) == [("b", sources[1])]
+    host.hold("c", True, now=20.0, source=sources[2])
+    host.hold("d", True, now=20.0, source=sources[2])
+    assert [i for i, _ in host.expire(before=0.0, limit=1)] == ["c"]
+    host.forget_waiting({("train", 1)})
+    assert list(host.waiting) == ["d"]
+    host.forget_waiting({("train", 0)})
+    assert not host.waiting
