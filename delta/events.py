@@ -111,9 +111,16 @@ def _kind(v: Any) -> str:
             float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
 
 
+_PLAIN = frozenset({int, float, str, bool})
+
+
 def _features(raw: Any) -> Features:
+    """Validate features. orjson never yields NaN/Infinity, so a dict of plain values is returned as is (the hot
+    path: one C-level pass over the value types); only ``null`` values or bad types take the slow path."""
     if type(raw) is not dict:
         raise EventError(f'"x" must be an object of features, got {_kind(raw)}')
+    if _PLAIN.issuperset(map(type, raw.values())):
+        return raw
     out: Features = {}
     for k, v in raw.items():
         t = type(v)

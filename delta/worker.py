@@ -6,11 +6,13 @@ Data flow per batch (DESIGN.md §1-§2)::
         -> produce predictions / dead letters -> flush once -> store offsets -> (auto-commit)
 
 Offsets: ``enable.auto.offset.store=false``; a partition's offset is stored only after every message of the batch
-up to it is done *and* every output it caused is acknowledged by the broker (one ``flush`` per batch that produced
-anything, delivery reports checked). librdkafka's auto-commit then commits stored offsets, and on revoke the worker
-commits them synchronously (never on ``on_lost``). A delivery that fails after librdkafka's own retries stops the
-worker with an error without storing that batch's offsets, so the batch is replayed by whoever consumes next:
-at-least-once, nothing silently dropped.
+up to it is done *and* every output it caused is acknowledged by the broker. The loop does not wait for the acks:
+each batch's outputs are tracked by one :class:`_InFlight` record (its delivery callback counts them down) and
+batches are settled strictly in order, so the next batch is consumed while librdkafka delivers the previous one.
+librdkafka's auto-commit then commits stored offsets; on revoke, before a snapshot and at shutdown the worker drains
+(flushes and settles) and commits synchronously (never on ``on_lost``). A delivery that fails after librdkafka's own
+retries stops the worker with an error without storing that batch's offsets, so the batch is replayed by whoever
+consumes next: at-least-once, nothing silently dropped.
 
 Training offsets with snapshots on (``snapshots.dir``): the snapshot owns them. At start the worker restores the
 newest valid snapshot (model, metrics, counts and the next offset of every training partition it learned from);
@@ -22,7 +24,7 @@ keep the at-least-once commits above. Eager (``assign``) and cooperative (``incr
 both handled.
 
 Ownership: the worker thread is the only one that touches the :class:`ModelHost` while the loop runs. Other threads
-(the management API) either read :attr:`Worker.published`, a report the loop republishes at most every 100 ms and
+(the management API) either read :attr:`Worker.published`, a report the loop republishes at most every 0.5 s and
 whenever it goes idle, or hand a function to :meth:`Worker.submit`, which the loop runs between two batches. So the
 hot path takes no lock, and a model swap is atomic between batches by construction.
 
@@ -33,6 +35,7 @@ finishes the batch in hand, flushes, commits and closes the consumer (leaving th
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -56,11 +59,27 @@ __all__ = ["Worker", "WorkerStats", "ensure_topics", "kafka_settings"]
 log = logging.getLogger(__name__)
 
 FLUSH_GRACE_S = 10.0
-PUBLISH_EVERY_S = 0.1
+PUBLISH_EVERY_S = 0.5
 
 
 class DeliveryError(DeltaError):
     """The broker did not take an output message after librdkafka's retries."""
+
+
+class _InFlight:
+    """One batch's outputs awaiting the broker's acknowledgement, and the offsets to store once all are in."""
+
+    __slots__ = ("errors", "offsets", "outstanding")
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.errors: list[str] = []
+        self.offsets: list[TopicPartition] = []
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self.outstanding -= 1
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err.str()}")
 
 
 class SnapshotsOff(DeltaError):
@@ -126,7 +145,8 @@ class Worker:
         self.stats = WorkerStats()
         self.paused = cfg.training.paused
         self._stop = threading.Event()
-        self._delivery_errors: list[str] = []
+        self._inflight: collections.deque[_InFlight] = collections.deque()
+        self._batch = _InFlight()
         self._processed = 0
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -164,6 +184,8 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions))
+        if self._producer is not None:
+            self._drain(consumer, self._producer)
         self._commit(consumer)
         self._unassign(consumer, partitions)
         if self.snapshots is None and self.host.waiting:
@@ -182,10 +204,6 @@ class Worker:
         self._unassign(consumer, partitions)
         if self.snapshots is None and self.host.waiting:
             self.host.forget_waiting({(p.topic, p.partition) for p in partitions})
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
 
     @staticmethod
     def _commit(consumer: Consumer) -> None:
@@ -236,6 +254,8 @@ class Worker:
         """Capture host and positions now (call between batches, on the worker thread); written in the background."""
         if self.snapshots is None:
             raise SnapshotsOff("snapshots are off: set snapshots.dir (DELTA_SNAPSHOT_DIR) to a directory")
+        if self._consumer is not None and self._producer is not None:
+            self._drain(self._consumer, self._producer)
         host = self.host
         meta = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -288,7 +308,7 @@ class Worker:
             **{"group.id": cfg.kafka.group_id, "enable.auto.commit": True, "enable.auto.offset.store": False,
                "auto.offset.reset": "earliest", "auto.commit.interval.ms": 1000, "enable.partition.eof": False},
         ))
-        producer = Producer(kafka_settings(cfg, **{"linger.ms": 5, "enable.idempotence": True}))
+        producer = Producer(kafka_settings(cfg, **{"linger.ms": 2, "enable.idempotence": True}))
         self._consumer, self._producer = consumer, producer
         consumer.subscribe([cfg.topics.train, cfg.topics.predict], on_assign=self._on_assign,
                            on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -318,7 +338,7 @@ class Worker:
             self._serve_requests()
             if self.paused != bool(self._train_paused_parts) and consumer.assignment():
                 self._apply_pause(consumer)
-            messages = consumer.consume(batch_size, timeout)
+            messages = _next_batch(consumer, batch_size, timeout)
             now = self.clock()
             self.stats.last_loop = now
             if messages:
@@ -329,12 +349,11 @@ class Worker:
                     self._publish()
                     dirty = False
             else:
-                producer.poll(0)
                 released: set[tuple[str, int]] = set()
                 if self.host.waiting and self._expire_waiting(producer, time.time(), released):
-                    self._flush(producer)
-                    self._store(consumer, {}, released)
+                    self._end_batch(consumer, producer, {}, released)
                     dirty = True
+                self._settle(consumer, producer)
                 if dirty:
                     self._publish()
                     dirty = False
@@ -355,7 +374,6 @@ class Worker:
         train_topic, predictions_topic = cfg.topics.train, cfg.topics.predictions
         max_bytes, task = cfg.events.max_bytes, host.task
         label_wait = cfg.events.label_wait_seconds
-        produced = False
         done: dict[tuple[str, int], int] = {}
         released: set[tuple[str, int]] = set()
         now = time.time()
@@ -381,22 +399,17 @@ class Worker:
                     prediction = host.predict(decode_predict(msg.value(), default_id, max_bytes), ts)
                     self._produce(producer, predictions_topic, encode_prediction(prediction),
                                   key if key else prediction.id.encode())
-                    produced = True
                     if host.waiting and prediction.id in host.waiting:
                         source = host.release(prediction.id)
                         released.add((source.topic, source.partition))
             except EventError as exc:
                 host.invalid += 1
                 self._dead_letter(producer, _incoming(msg), str(exc))
-                produced = True
             done[(topic, partition)] = offset + 1
         self._processed += len(messages)
-        if host.waiting and self._expire_waiting(producer, now, released):
-            produced = True
-        if produced:
-            self._flush(producer)
-        if done or released:
-            self._store(consumer, done, released)
+        if host.waiting:
+            self._expire_waiting(producer, now, released)
+        self._end_batch(consumer, producer, done, released)
 
     def _expire_waiting(self, producer: Producer, now: float, released: set[tuple[str, int]]) -> bool:
         """Dead-letter labels that waited too long for their prediction event; True if any did."""
@@ -409,8 +422,10 @@ class Worker:
             released.add((source.topic, source.partition))
         return bool(expired)
 
-    def _store(self, consumer: Consumer, done: dict[tuple[str, int], int], released: set[tuple[str, int]]) -> None:
-        """Store each partition's offset up to its first label still waiting (that one is not done yet)."""
+    def _end_batch(self, consumer: Consumer, producer: Producer, done: dict[tuple[str, int], int],
+                   released: set[tuple[str, int]]) -> None:
+        """Queue the batch's offsets behind its outputs: each partition up to its first label still waiting."""
+        batch, self._batch = self._batch, _InFlight()
         consumed = self._consumed
         consumed.update(done)
         floors: dict[tuple[str, int], int] = {}
@@ -418,21 +433,47 @@ class Worker:
             where = (source.topic, source.partition)
             if source.offset < floors.get(where, source.offset + 1):
                 floors[where] = source.offset
-        consumer.store_offsets(offsets=[
-            TopicPartition(t, p, min(consumed[(t, p)], floors.get((t, p), consumed[(t, p)])))
-            for t, p in done.keys() | released if (t, p) in consumed
-        ])
+        batch.offsets = [TopicPartition(t, p, min(consumed[(t, p)], floors.get((t, p), consumed[(t, p)])))
+                         for t, p in done.keys() | released if (t, p) in consumed]
+        self._inflight.append(batch)
+        self._settle(consumer, producer)
         train_topic = self.cfg.topics.train
         for (t, p), o in done.items():
             if t == train_topic:
                 self._learned_since_snapshot += o - self.positions.get((t, p), o - 1)
                 self.positions[(t, p)] = o
 
+    def _settle(self, consumer: Consumer, producer: Producer) -> None:
+        """Serve delivery reports; store the offsets of finished batches, in batch order."""
+        producer.poll(0)
+        inflight = self._inflight
+        while inflight and inflight[0].outstanding == 0:
+            batch = inflight.popleft()
+            if batch.errors:
+                with self.stats.lock:
+                    self.stats.delivery_failures += len(batch.errors)
+                raise DeliveryError(f"{len(batch.errors)} output message(s) were not delivered, first: "
+                                    f"{batch.errors[0]}; stopping without committing this batch (it will be replayed)")
+            if batch.offsets:
+                consumer.store_offsets(offsets=batch.offsets)
+
+    def _drain(self, consumer: Consumer, producer: Producer) -> None:
+        """Wait until every output so far is acknowledged and its batch's offsets are stored."""
+        deadline = self.clock() + 30.0
+        while self._inflight:
+            producer.flush(1.0)
+            self._settle(consumer, producer)
+            if self._inflight and self.clock() > deadline:
+                raise DeliveryError("the broker did not acknowledge outputs within 30s; stopping without "
+                                    "committing the batches in flight (they will be replayed)")
+
     def _produce(self, producer: Producer, topic: str, value: bytes, key: bytes | None,
                  headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+        batch = self._batch
         while True:
             try:
-                producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                producer.produce(topic, value, key, headers=headers, on_delivery=batch.on_delivery)
+                batch.outstanding += 1
                 return
             except BufferError:
                 producer.poll(0.1)
@@ -443,19 +484,6 @@ class Worker:
                     ("delta.source.partition", str(msg.partition).encode()),
                     ("delta.source.offset", str(msg.offset).encode())]
         self._produce(producer, self.cfg.topics.dead_letter, msg.value or b"", msg.key, headers)
-
-    def _flush(self, producer: Producer) -> None:
-        deadline = self.clock() + max(FLUSH_GRACE_S, 30.0)
-        while producer.flush(1.0) > 0:
-            if self.clock() > deadline:
-                raise DeliveryError("the broker did not acknowledge outputs within 30s; stopping without "
-                                    "committing this batch (it will be replayed)")
-        if self._delivery_errors:
-            errors, self._delivery_errors = self._delivery_errors, []
-            with self.stats.lock:
-                self.stats.delivery_failures += len(errors)
-            raise DeliveryError(f"{len(errors)} output message(s) were not delivered, first: {errors[0]}; "
-                                "stopping without committing this batch (it will be replayed)")
 
     def _consume_error(self, err: KafkaError) -> None:
         with self.stats.lock:
@@ -489,8 +517,13 @@ class Worker:
             remaining = producer.flush(FLUSH_GRACE_S)
             if remaining:
                 log.error("%d output message(s) not delivered at shutdown; their inputs stay uncommitted", remaining)
-            if self.snapshots is not None and self._learned_since_snapshot:
-                self.snapshot().result(FLUSH_GRACE_S)
+            try:
+                self._settle(consumer, producer)
+            except DeliveryError as exc:
+                log.error("at shutdown: %s", exc)
+            else:
+                if not remaining and self.snapshots is not None and self._learned_since_snapshot:
+                    self.snapshot().result(FLUSH_GRACE_S)
             self._commit(consumer)
         finally:
             consumer.close()
@@ -516,3 +549,16 @@ def _incoming(msg: Message) -> Incoming:
                     for h in msg.headers() or ())
     return Incoming(str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), msg.key(), msg.value(),
                     headers)
+
+
+def _next_batch(consumer: Consumer, size: int, timeout: float) -> list[Message]:
+    """Up to ``size`` messages without waiting for a full batch: ``consume(n, t)`` blocks until it has ``n``
+    messages or ``t`` passed, which would add up to ``t`` of latency at low rates. So take what is queued, and only
+    when nothing is, wait (up to ``t``) for the first message."""
+    messages = consumer.consume(size, 0)
+    if messages:
+        return messages
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(size - 1, 0)] if size > 1 else [first]
