@@ -173,33 +173,31 @@ def _bool(key: str, raw: Any, from_env: bool) -> bool:
     raise _bad(key, raw, "true or false")
 
 
-def _int_range(lo: int, hi: int) -> Callable[[str, Any, bool], int]:
-    def parse(key: str, raw: Any, from_env: bool) -> int:
+def _number_range(kind: type[int] | type[float], lo: float, hi: float) -> Callable[[str, Any, bool], Any]:
+    """A parser for an integer (``kind=int``) or a finite number in ``[lo, hi]``; env strings are converted."""
+    allowed = f"an integer from {int(lo)} to {int(hi)}" if kind is int else f"a number from {lo:g} to {hi:g}"
+    accepted = (int,) if kind is int else (int, float)
+
+    def parse(key: str, raw: Any, from_env: bool) -> Any:
         value = raw
         if from_env and isinstance(raw, str):
             try:
-                value = int(raw.strip())
+                value = kind(raw.strip())
             except ValueError:
-                raise _bad(key, raw, f"an integer from {lo} to {hi}") from None
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise _bad(key, raw, f"an integer from {lo} to {hi}")
-        return value
+                raise _bad(key, raw, allowed) from None
+        if isinstance(value, bool) or not isinstance(value, accepted) or not math.isfinite(value) \
+                or not lo <= value <= hi:
+            raise _bad(key, raw, allowed)
+        return kind(value)
     return parse
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str, Any, bool], int]:
+    return _number_range(int, lo, hi)
 
 
 def _float_range(lo: float, hi: float) -> Callable[[str, Any, bool], float]:
-    def parse(key: str, raw: Any, from_env: bool) -> float:
-        value = raw
-        if from_env and isinstance(raw, str):
-            try:
-                value = float(raw.strip())
-            except ValueError:
-                raise _bad(key, raw, f"a number from {lo:g} to {hi:g}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                or not lo <= value <= hi:
-            raise _bad(key, raw, f"a number from {lo:g} to {hi:g}")
-        return float(value)
-    return parse
+    return _number_range(float, lo, hi)
 
 
 def _properties(key: str, raw: Any, from_env: bool) -> dict[str, Any]:
