@@ -513,22 +513,27 @@ class Worker:
         return trained, predicted
 
     def _shutdown(self, consumer: Consumer, producer: Producer) -> None:
+        """Flush, settle, take the final snapshot, commit, leave the group. Undelivered outputs are raised (after
+        the consumer is closed) so the process exits non-zero; their inputs stay uncommitted."""
+        failure: DeliveryError | None = None
         try:
             remaining = producer.flush(FLUSH_GRACE_S)
-            if remaining:
-                log.error("%d output message(s) not delivered at shutdown; their inputs stay uncommitted", remaining)
             try:
                 self._settle(consumer, producer)
             except DeliveryError as exc:
-                log.error("at shutdown: %s", exc)
-            else:
-                if not remaining and self.snapshots is not None and self._learned_since_snapshot:
-                    self.snapshot().result(FLUSH_GRACE_S)
+                failure = exc
+            if remaining and failure is None:
+                failure = DeliveryError(f"{remaining} output message(s) not delivered within {FLUSH_GRACE_S:g}s "
+                                        "at shutdown; their inputs stay uncommitted (they will be replayed)")
+            if failure is None and self.snapshots is not None and self._learned_since_snapshot:
+                self.snapshot().result(FLUSH_GRACE_S)
             self._commit(consumer)
         finally:
             consumer.close()
             self._consumer = self._producer = None
             log.info("worker stopped: %d events processed", self._processed)
+        if failure is not None:
+            raise failure
 
 
 def _call(fn: Callable[[], Any], fut: Future[Any]) -> None:

@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import make_config
 from kafkahelp import committed, produce, read_topic, run_worker
 from river import datasets, evaluate, linear_model, metrics, preprocessing
@@ -15,7 +17,7 @@ from river import datasets, evaluate, linear_model, metrics, preprocessing
 from delta.config import Config
 from delta.events import dumps, loads
 from delta.service import build_host
-from delta.worker import Worker
+from delta.worker import DeliveryError, Worker
 
 
 def test_training_metrics_equal_progressive_val_score(cfg: Config, bootstrap: str) -> None:
@@ -158,3 +160,20 @@ def test_paused_training_keeps_predicting_and_loses_nothing(bootstrap: str) -> N
     resumed.set_paused(False)
     run_worker(resumed)
     assert host.report()["events"]["trained"] == 30
+
+
+def test_undeliverable_output_stops_the_worker_without_committing(bootstrap: str) -> None:
+    """The broker refuses the predictions (topic max.message.bytes too small): the failure is counted and raised,
+    and the inputs stay uncommitted so a healthy worker answers them later."""
+    cfg = make_config(bootstrap)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    tiny = f"{cfg.topics.predictions}-tiny"
+    admin.create_topics([NewTopic(tiny, 1, 1, config={"max.message.bytes": "64"})])[tiny].result(30)
+    cfg = cfg.replace({"topics.predictions": tiny})
+    produce(bootstrap, cfg.topics.predict, [(f"k{i}".encode(), dumps({"id": f"p{i}", "x": {"a": 1.0}}))
+                                            for i in range(5)])
+    worker = Worker(cfg, build_host(cfg), max_events=5)
+    with pytest.raises(DeliveryError, match="not delivered"):
+        run_worker(worker)
+    assert worker.stats.delivery_failures >= 1
+    assert committed(bootstrap, cfg.kafka.group_id, cfg.topics.predict)[0] < 0
