@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
+import time
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -128,3 +129,26 @@ def test_rollback_restores_a_snapshot_model(bootstrap: str, tmp_path: Path) -> N
             assert got[f"q{i}"]["model_version"] == 2
             assert got[f"q{i}"]["proba"] == {str(k).lower(): v for k, v in (expected.proba or {}).items()}
         assert worker.terminate() == 0
+
+
+def test_cooperative_rebalancing_restores_positions(bootstrap: str, tmp_path: Path) -> None:
+    """With cooperative-sticky assignment the worker must use incremental_assign and still seek the training
+    partitions to the snapshot's positions."""
+    cfg = make_config(bootstrap, partitions=2)
+    items = [(i % 2, dumps({"x": {"i": i}, "y": float(i)})) for i in range(3000)]
+    env = {"DELTA_SNAPSHOT_DIR": str(tmp_path / "snaps"), "DELTA_MODEL": "dummy.StatisticRegressor(stats.Sum())",
+           "DELTA_SNAPSHOT_EVERY_EVENTS": "500",
+           "DELTA_KAFKA_PROPERTIES": '{"partition.assignment.strategy": "cooperative-sticky"}'}
+    feed(bootstrap, cfg.topics.train, items[:2000], rate=100_000).join(60)
+    with WorkerProcess(cfg, tmp_path / "first.log", **env) as worker:
+        worker.wait_for(lambda m: m["events"]["trained"] == 2000)
+        time.sleep(1.5)  # let auto-commit run, so Kafka's committed offsets differ from what the model holds
+        worker.kill()
+    feed(bootstrap, cfg.topics.train, items[2000:], rate=100_000).join(60)
+    with WorkerProcess(cfg, tmp_path / "second.log", **env) as worker:
+        worker.wait_for(lambda m: m["events"]["trained"] == 3000)
+        produce(bootstrap, cfg.topics.predict, [(b"sum", dumps({"x": {}}))])
+        (prediction,) = read_topic(bootstrap, cfg.topics.predictions, 1)
+        assert loads(prediction.value)["y_pred"] == float(sum(range(3000)))
+        assert worker.terminate() == 0
+        assert "restored snapshot" in worker.log() and "Traceback" not in worker.log()
