@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import threading
 import time
@@ -137,8 +138,9 @@ def test_cooperative_rebalancing_restores_positions(bootstrap: str, tmp_path: Pa
     cfg = make_config(bootstrap, partitions=2)
     items = [(i % 2, dumps({"x": {"i": i}, "y": float(i)})) for i in range(3000)]
     env = {"DELTA_SNAPSHOT_DIR": str(tmp_path / "snaps"), "DELTA_MODEL": "dummy.StatisticRegressor(stats.Sum())",
-           "DELTA_SNAPSHOT_EVERY_EVENTS": "500",
-           "DELTA_KAFKA_PROPERTIES": '{"partition.assignment.strategy": "cooperative-sticky"}'}
+           "DELTA_SNAPSHOT_EVERY_EVENTS": "1500",
+           "DELTA_KAFKA_PROPERTIES": json.dumps({"partition.assignment.strategy": "cooperative-sticky",
+                                                 "session.timeout.ms": 6000})}
     feed(bootstrap, cfg.topics.train, items[:2000], rate=100_000).join(60)
     with WorkerProcess(cfg, tmp_path / "first.log", **env) as worker:
         worker.wait_for(lambda m: m["events"]["trained"] == 2000)
