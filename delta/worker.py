@@ -136,7 +136,7 @@ class Worker:
         self.positions: dict[tuple[str, int], int] = {}
         self._consumed: dict[tuple[str, int], int] = {}
         self.restored_from: str | None = None
-        self._learned_since_snapshot = 0
+        self._trained_at_snapshot = host.trained_total
         self._snapshot_at = clock()
         self._cooperative = "cooperative" in str(cfg.kafka.properties.get("partition.assignment.strategy", ""))
         self.max_events = max_events
@@ -246,6 +246,7 @@ class Worker:
         self.positions = {(t, int(p)): int(o) for t, p, o in (
             (*key.rsplit("/", 1), off) for key, off in meta["offsets"].items())}
         self.restored_from = meta["id"]
+        self._trained_at_snapshot = self.host.trained_total
         log.info("restored snapshot %s: model v%d, %d events trained, positions %s", meta["id"],
                  self.host.version, self.host.trained_total, meta["offsets"])
         return self.restored_from
@@ -265,15 +266,15 @@ class Worker:
             "offsets": {f"{t}/{p}": o for (t, p), o in sorted(self.positions.items())},
         }
         fut = self.snapshots.save(host.state(), meta)
-        self._learned_since_snapshot = 0
+        self._trained_at_snapshot = host.trained_total
         self._snapshot_at = self.clock()
         fut.add_done_callback(_log_failed_snapshot)
         return fut
 
     def _snapshot_due(self, now: float) -> bool:
         cadence = self.cfg.snapshots
-        return self._learned_since_snapshot > 0 and (
-            self._learned_since_snapshot >= cadence.every_events or now - self._snapshot_at >= cadence.every_seconds)
+        learned = self.host.trained_total - self._trained_at_snapshot
+        return learned > 0 and (learned >= cadence.every_events or now - self._snapshot_at >= cadence.every_seconds)
 
     def submit(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the worker thread between two batches (inline when the loop is not running)."""
@@ -440,7 +441,6 @@ class Worker:
         train_topic = self.cfg.topics.train
         for (t, p), o in done.items():
             if t == train_topic:
-                self._learned_since_snapshot += o - self.positions.get((t, p), o - 1)
                 self.positions[(t, p)] = o
 
     def _settle(self, consumer: Consumer, producer: Producer) -> None:
@@ -525,7 +525,8 @@ class Worker:
             if remaining and failure is None:
                 failure = DeliveryError(f"{remaining} output message(s) not delivered within {FLUSH_GRACE_S:g}s "
                                         "at shutdown; their inputs stay uncommitted (they will be replayed)")
-            if failure is None and self.snapshots is not None and self._learned_since_snapshot:
+            if failure is None and self.snapshots is not None \
+                    and self.host.trained_total != self._trained_at_snapshot:
                 self.snapshot().result(FLUSH_GRACE_S)
             self._commit(consumer)
         finally:
