@@ -162,10 +162,6 @@ class Worker:
         """Ask the loop to finish the batch in hand and shut down; safe to call from a signal handler."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     # --- Kafka callbacks (run inside consume) ------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -221,9 +217,6 @@ class Worker:
         elif not self.paused and self._train_paused_parts:
             consumer.resume(train)
         self._train_paused_parts = train if self.paused else []
-
-    def set_paused(self, paused: bool) -> None:
-        self.paused = paused
 
     def reconfigure(self, cfg: Config) -> None:
         """Take run-time changes (paused training, snapshot cadence); call on the worker thread via submit."""
@@ -455,7 +448,10 @@ class Worker:
                 raise DeliveryError(f"{len(batch.errors)} output message(s) were not delivered, first: "
                                     f"{batch.errors[0]}; stopping without committing this batch (it will be replayed)")
             if batch.offsets:
-                consumer.store_offsets(offsets=batch.offsets)
+                try:
+                    consumer.store_offsets(offsets=batch.offsets)
+                except KafkaException as exc:  # a partition lost meanwhile: its new owner starts from the commit
+                    log.warning("offsets not stored: %s", exc)
 
     def _drain(self, consumer: Consumer, producer: Producer) -> None:
         """Wait until every output so far is acknowledged and its batch's offsets are stored."""

@@ -156,8 +156,7 @@ def test_paused_training_keeps_predicting_and_loses_nothing(bootstrap: str) -> N
     host = build_host(cfg)
     run_worker(Worker(cfg, host, max_events=5))
     assert host.report()["events"]["trained"] == 0 and host.report()["events"]["predicted"] == 5
-    resumed = Worker(cfg, host, max_events=30)
-    resumed.set_paused(False)
+    resumed = Worker(cfg.replace({"training.paused": False}), host, max_events=30)
     run_worker(resumed)
     assert host.report()["events"]["trained"] == 30
 
