@@ -78,6 +78,8 @@ class _Metrics:
     model: Any
     all_time: list[tuple[str, Any, bool]] = field(init=False)
     recent: collections.deque[tuple[Label, Any, dict[Any, float] | None]] = field(init=False)
+    _label_updates: list[Any] = field(init=False)
+    _proba_updates: list[Any] = field(init=False)
     detector: Any = field(init=False)
     detections: int = 0
     last_detection_at: int | None = None
@@ -96,6 +98,8 @@ class _Metrics:
             needs_label = bool(getattr(metric, "requires_labels", True))
             self.all_time.append((name, metric, needs_label))
         self.recent = collections.deque(maxlen=self.window)
+        self._label_updates = [m.update for _, m, needs_label in self.all_time if needs_label]
+        self._proba_updates = [m.update for _, m, needs_label in self.all_time if not needs_label]
         self.detector = drift.ADWIN()  # type: ignore[no-untyped-call]
 
     @property
@@ -104,8 +108,11 @@ class _Metrics:
         return self.task == "classification" and not all(n for _, _, n in self.all_time)
 
     def update(self, y: Label, y_pred: Any, proba: dict[Any, float] | None) -> None:
-        for _, m, needs_label in self.all_time:
-            m.update(y, y_pred if needs_label or proba is None else proba)
+        for update in self._label_updates:
+            update(y, y_pred)
+        scored = y_pred if proba is None else proba
+        for update in self._proba_updates:
+            update(y, scored)
         self.recent.append((y, y_pred, proba))
         self.seen += 1
         error = float(y_pred != y) if self.task == "classification" else abs(float(y) - float(y_pred))
