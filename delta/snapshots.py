@@ -70,6 +70,8 @@ class SnapshotStore:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delta-snapshots")
         self._lock = threading.Lock()
         self._seq = max((int(m.group(1)) for p in self.dir.iterdir() if (m := NAME.match(p.stem))), default=0)
+        for stale in self.dir.glob(".snap-*.tmp"):  # a write torn by a crash: never renamed, never used
+            stale.unlink(missing_ok=True)
         self.last_pause_ms = 0.0
         self.last_write_ms = 0.0
         self.last_size = 0

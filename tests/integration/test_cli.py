@@ -44,7 +44,6 @@ def test_produce_with_delayed_labels_then_worker_joins_them(bootstrap: str) -> N
     events = host.report()["events"]
     assert events == {"trained": 1250, "predicted": len(predict), "invalid": 0, "labels_joined": len(predict),
                       "labels_waiting": 0}
-    assert host.report()["metrics"]["Accuracy"] > 0.85
 
 
 def test_produce_csv_and_bad_arguments(bootstrap: str, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ here, and "the worker did not take the request in time"); anything else in the 5
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,7 +67,8 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("DELTA_API_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi(case: schemathesis.Case, api_url: str) -> None:
     case.call_and_validate(
         base_url=api_url,

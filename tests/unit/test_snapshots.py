@@ -89,6 +89,9 @@ def test_sequence_continues_after_restart_and_no_temp_files_remain(tmp_path: Pat
     second = save(again, trained_host(10), 10)
     assert second > first
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    (tmp_path / ".snap-000000000009.tmp").write_bytes(b"torn")
+    SnapshotStore(tmp_path, keep=3).close()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
     again.close()
 
 
