@@ -11,6 +11,7 @@ a second SIGINT exits at once with code 130.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -65,6 +66,8 @@ async def serve(cfg: Config, *, max_events: int | None = None, idle_timeout: flo
     await runner.setup()
     await web.TCPSite(runner, cfg.management.host, cfg.management.port).start()
     log.info("management server listening on %s", ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses))
+    gc.collect()
+    gc.freeze()  # start-up objects (River, numpy, the model) leave the GC's view: full collections stay short
     thread = threading.Thread(target=run_worker, name="delta-worker", daemon=True)
     thread.start()
     try:
