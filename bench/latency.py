@@ -45,11 +45,7 @@ c.close()
 
 
 def worker_env(cfg: Config) -> dict[str, str]:
-    return {**os.environ, "DELTA_BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers, "DELTA_GROUP_ID": cfg.kafka.group_id,
-            "DELTA_TRAIN_TOPIC": cfg.topics.train, "DELTA_PREDICT_TOPIC": cfg.topics.predict,
-            "DELTA_PREDICTIONS_TOPIC": cfg.topics.predictions, "DELTA_DEAD_LETTER_TOPIC": cfg.topics.dead_letter,
-            "DELTA_HOST": "127.0.0.1", "DELTA_PORT": "0", "DELTA_POLL_TIMEOUT": "0.1",
-            "DELTA_MAX_PENDING_LABELS": os.environ.get("PENDING", "100000")}
+    return {**os.environ, **cfg.to_env(), "DELTA_HOST": "127.0.0.1", "DELTA_PORT": "0"}
 
 
 GENERATOR = r"""

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from delta.errors import ConfigError
+from delta.events import DEFAULT_MAX_BYTES, dumps, loads
 
 __all__ = ["FIELDS", "Config", "load_config", "redact"]
 
@@ -86,7 +87,7 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class EventsConfig:
-    max_bytes: int = 1 << 20
+    max_bytes: int = DEFAULT_MAX_BYTES
     max_pending_labels: int = 100_000
     label_wait_seconds: float = 30.0
 
@@ -123,6 +124,23 @@ class Config:
             sections.setdefault(section, {})[name] = FIELDS[key].parse(key, raw, False)
         changed = {s: dataclasses.replace(getattr(self, s), **v) for s, v in sections.items()}
         return _check(dataclasses.replace(self, **changed))
+
+    def to_env(self) -> dict[str, str]:
+        """The ``DELTA_*`` variables that reproduce this config in another process (``load_config(env=...)``)."""
+        out = {}
+        for key, spec in FIELDS.items():
+            value = self.get(key)
+            if value is None:
+                out[spec.env] = ""
+            elif isinstance(value, bool):
+                out[spec.env] = "true" if value else "false"
+            elif isinstance(value, tuple):
+                out[spec.env] = ",".join(value)
+            elif isinstance(value, Mapping):
+                out[spec.env] = dumps(dict(value)).decode()
+            else:
+                out[spec.env] = str(value)
+        return out
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -202,8 +220,6 @@ def _float_range(lo: float, hi: float) -> Callable[[str, Any, bool], float]:
 
 def _properties(key: str, raw: Any, from_env: bool) -> dict[str, Any]:
     if from_env and isinstance(raw, str):
-        from delta.events import loads
-
         try:
             raw = loads(raw) if raw.strip() else {}
         except ValueError:
@@ -219,7 +235,7 @@ def _properties(key: str, raw: Any, from_env: bool) -> dict[str, Any]:
 def _metric_names(key: str, raw: Any, from_env: bool) -> tuple[str, ...] | None:
     from river import metrics
 
-    if raw is None:
+    if raw is None or (from_env and raw == ""):
         return None
     if from_env and isinstance(raw, str):
         raw = [n for n in (p.strip() for p in raw.split(",")) if n]

@@ -126,14 +126,7 @@ class WorkerProcess:
     def __init__(self, cfg: Config, log_path: Path, **env: str) -> None:
         self.port = free_port()
         self.log_path = log_path
-        full_env = {
-            **os.environ,
-            "DELTA_BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers, "DELTA_GROUP_ID": cfg.kafka.group_id,
-            "DELTA_TRAIN_TOPIC": cfg.topics.train, "DELTA_PREDICT_TOPIC": cfg.topics.predict,
-            "DELTA_PREDICTIONS_TOPIC": cfg.topics.predictions, "DELTA_DEAD_LETTER_TOPIC": cfg.topics.dead_letter,
-            "DELTA_HOST": "127.0.0.1", "DELTA_PORT": str(self.port), "DELTA_POLL_TIMEOUT": "0.2",
-            **env,
-        }
+        full_env = {**os.environ, **cfg.to_env(), "DELTA_HOST": "127.0.0.1", "DELTA_PORT": str(self.port), **env}
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "delta", "run"], env=full_env, stdout=log,
                                          stderr=subprocess.STDOUT)

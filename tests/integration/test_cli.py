@@ -17,15 +17,9 @@ from delta.service import build_host
 from delta.worker import Worker
 
 
-def cli_env(cfg: Config) -> dict[str, str]:
-    return {**os.environ, "DELTA_BOOTSTRAP_SERVERS": cfg.kafka.bootstrap_servers,
-            "DELTA_TRAIN_TOPIC": cfg.topics.train, "DELTA_PREDICT_TOPIC": cfg.topics.predict,
-            "DELTA_PREDICTIONS_TOPIC": cfg.topics.predictions, "DELTA_DEAD_LETTER_TOPIC": cfg.topics.dead_letter}
-
-
 def delta(cfg: Config, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "delta", *args], env=cli_env(cfg), capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run([sys.executable, "-m", "delta", *args], env={**os.environ, **cfg.to_env()},
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_produce_with_delayed_labels_then_worker_joins_them(bootstrap: str) -> None:

@@ -44,6 +44,14 @@ def test_invalid_values_name_the_key(env: dict[str, str], message: str) -> None:
     assert message in str(info.value)
 
 
+def test_to_env_reproduces_the_config() -> None:
+    cfg = load_config(env={"DELTA_API_TOKEN": "t", "DELTA_METRICS": "Accuracy,F1", "DELTA_TRAINING_PAUSED": "yes",
+                           "DELTA_KAFKA_PROPERTIES": '{"security.protocol": "SSL", "linger.ms": 3}',
+                           "DELTA_POLL_TIMEOUT": "0.25", "DELTA_SNAPSHOT_DIR": "/tmp/s"})
+    assert load_config(env=cfg.to_env()) == cfg
+    assert load_config(env=load_config(env={}).to_env()) == load_config(env={})
+
+
 def test_unknown_yaml_key_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "delta.yaml"
     path.write_text("kafka:\n  bootstrap: a:1\n")
