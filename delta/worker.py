@@ -86,9 +86,13 @@ class SnapshotsOff(DeltaError):
     """A snapshot operation was asked for but ``snapshots.dir`` is not set."""
 
 
+KAFKA_LOG = logging.getLogger("delta.kafka")
+
+
 def kafka_settings(cfg: Config, **extra: Any) -> dict[str, Any]:
-    """librdkafka settings: the user's passthrough ``kafka.properties`` under Delta's own keys."""
-    return {"bootstrap.servers": cfg.kafka.bootstrap_servers, **cfg.kafka.properties, **extra}
+    """librdkafka settings: the user's passthrough ``kafka.properties`` under Delta's own keys. librdkafka's own log
+    lines go through Python logging (``delta.kafka``) instead of raw stderr, so they share the worker's format."""
+    return {"bootstrap.servers": cfg.kafka.bootstrap_servers, "logger": KAFKA_LOG, **cfg.kafka.properties, **extra}
 
 
 def ensure_topics(cfg: Config, timeout: float = 15.0) -> None:
