@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -30,6 +31,22 @@ __all__ = ["serve"]
 log = logging.getLogger(__name__)
 
 
+class Signals:
+    """The first SIGTERM/SIGINT asks the worker to stop (drain, flush, commit, leave); a second SIGINT exits at once
+    with 130 — an impatient Ctrl-C must work even if a drain hangs on an unreachable broker."""
+
+    def __init__(self, stop: Callable[[], None], exit_now: Callable[[int], None] = os._exit) -> None:
+        self.stop, self.exit_now, self.received = stop, exit_now, 0
+
+    def __call__(self, sig: signal.Signals) -> None:
+        self.received += 1
+        if self.received > 1 and sig == signal.SIGINT:
+            self.exit_now(130)
+            return
+        log.info("received %s: draining and stopping", sig.name)
+        self.stop()
+
+
 def build_host(cfg: Config) -> ModelHost:
     return ModelHost(cfg.model.spec, cfg.metrics.names, cfg.metrics.window, cfg.events.max_pending_labels)
 
@@ -41,15 +58,7 @@ async def serve(cfg: Config, *, max_events: int | None = None, idle_timeout: flo
     store = SnapshotStore(cfg.snapshots.dir, cfg.snapshots.keep) if cfg.snapshots.dir else None
     worker = Worker(cfg, host, snapshots=store, max_events=max_events, idle_timeout=idle_timeout)
     loop = asyncio.get_running_loop()
-    signals = {"count": 0}
-
-    def on_signal(sig: signal.Signals) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1 and sig == signal.SIGINT:
-            os._exit(130)
-        log.info("received %s: draining and stopping", sig.name)
-        worker.stop()
-
+    on_signal = Signals(worker.stop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     done: asyncio.Future[None] = loop.create_future()

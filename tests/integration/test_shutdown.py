@@ -48,3 +48,4 @@ def test_sigterm_drains_and_restart_continues(bootstrap: str, tmp_path: Path) ->
     assert host.report()["events"]["predicted"] == n - consumed, "the restart resumed at the committed offset"
     final = {loads(r.value)["id"] for r in read_topic(bootstrap, cfg.topics.predictions, expect=n)}
     assert final == {f"p-{i}" for i in range(n)}
+
