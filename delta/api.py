@@ -43,16 +43,16 @@ RUNTIME_KEYS = ("model.spec", "metrics.names", "training.paused",
                 "snapshots.every_events", "snapshots.every_seconds", "snapshots.keep")
 
 CTX: web.AppKey[ApiContext] = web.AppKey("ctx")
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 
 
 @dataclass
 class ApiContext:
-    """What the handlers share: the live config, the worker and its host, and optional extras."""
+    """What the handlers share: the live config, the worker (and through it the host and snapshots)."""
 
     cfg: Config
     worker: Worker
     started: float = field(default_factory=time.monotonic)
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class ApiError(web.HTTPException):
@@ -177,9 +177,7 @@ class _Collector:
                                 ("predicted", "Prediction events answered."),
                                 ("invalid", "Bad-input events sent to the dead-letter topic."),
                                 ("labels_joined", "Label-only events joined to an earlier prediction.")):
-            c = CounterMetricFamily(f"delta_events_{name}", help_text)
-            c.add_metric([], events[name])
-            yield c
+            yield _counter(f"delta_events_{name}", help_text, events[name])
         for kind in ("metrics", "rolling"):
             family = "delta_model_metric" if kind == "metrics" else "delta_model_metric_rolling"
             yield _gauge(family, f"{'Progressive' if kind == 'metrics' else 'Rolling-window'} validation metric.",
@@ -190,15 +188,18 @@ class _Collector:
                       (["predict"], body["throughput"]["predict_per_s"])], ["kind"])
         yield _gauge("delta_consumer_lag_messages", "Messages behind the end of each assigned partition.",
                      [(k.rsplit("/", 1), v) for k, v in body["lag"].items()], ["topic", "partition"])
-        drift = CounterMetricFamily("delta_drift_detections", "Concept drifts detected (ADWIN on the error).")
-        drift.add_metric([], body["drift"]["detections"])
-        yield drift
+        yield _counter("delta_drift_detections", "Concept drifts detected (ADWIN on the error).",
+                       body["drift"]["detections"])
         for name, value in body["errors"].items():
-            c = CounterMetricFamily(f"delta_{name}", f"Kafka {name.replace('_', ' ')}.")
-            c.add_metric([], value)
-            yield c
+            yield _counter(f"delta_{name}", f"Kafka {name.replace('_', ' ')}.", value)
         yield _gauge("delta_training_paused", "1 while training is paused.", [([], int(body["training"]["paused"]))])
         yield _gauge("delta_uptime_seconds", "Seconds since the worker started.", [([], body["uptime_s"])])
+
+
+def _counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+    c = CounterMetricFamily(name, help_text)
+    c.add_metric([], value)
+    return c
 
 
 def _gauge(name: str, help_text: str, samples: list[tuple[list[str], float]], labels: list[str] | None = None
@@ -210,8 +211,8 @@ def _gauge(name: str, help_text: str, samples: list[tuple[list[str], float]], la
 
 
 async def metrics_prometheus(request: web.Request) -> web.Response:
-    registry = request.app[CTX].extras["registry"]
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": "text/plain; version=0.0.4"})
+    return web.Response(body=generate_latest(request.app[REGISTRY]),
+                        headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
 async def config_get(request: web.Request) -> web.Response:
@@ -335,7 +336,7 @@ def make_app(ctx: ApiContext) -> web.Application:
     app[CTX] = ctx
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(ctx))
-    ctx.extras["registry"] = registry
+    app[REGISTRY] = registry
     app.add_routes([
         web.get("/health", health, allow_head=False),
         web.get("/ready", ready, allow_head=False),

@@ -116,12 +116,17 @@ class Config:
 
     def replace(self, updates: Mapping[str, Any]) -> Config:
         """A copy with ``{"section.name": raw value}`` applied, each value parsed and validated like YAML input."""
-        sections: dict[str, dict[str, Any]] = {}
-        for key, raw in updates.items():
+        for key in updates:
             if key not in FIELDS:
                 raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(FIELDS)}")
+        return self._with({key: FIELDS[key].parse(key, raw, False) for key, raw in updates.items()})
+
+    def _with(self, values: Mapping[str, Any]) -> Config:
+        """A copy with ``{"section.name": typed value}`` set, checked across keys."""
+        sections: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
             section, name = key.split(".")
-            sections.setdefault(section, {})[name] = FIELDS[key].parse(key, raw, False)
+            sections.setdefault(section, {})[name] = value
         changed = {s: dataclasses.replace(getattr(self, s), **v) for s, v in sections.items()}
         return _check(dataclasses.replace(self, **changed))
 
@@ -329,11 +334,4 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     for key, spec in FIELDS.items():
         if spec.env in env:
             parsed[key] = spec.parse(key, env[spec.env], True)
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in parsed.items():
-        section, name = key.split(".")
-        sections.setdefault(section, {})[name] = value
-    base = Config()
-    return _check(dataclasses.replace(
-        base, **{s: dataclasses.replace(getattr(base, s), **v) for s, v in sections.items()}
-    ))
+    return Config()._with(parsed)

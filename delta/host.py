@@ -81,6 +81,7 @@ class _Metrics:
     _label_updates: list[Any] = field(init=False)
     _proba_updates: list[Any] = field(init=False)
     detector: Any = field(init=False)
+    use_proba: bool = field(init=False)
     detections: int = 0
     last_detection_at: int | None = None
     seen: int = 0
@@ -101,11 +102,8 @@ class _Metrics:
         self._label_updates = [m.update for _, m, needs_label in self.all_time if needs_label]
         self._proba_updates = [m.update for _, m, needs_label in self.all_time if not needs_label]
         self.detector = drift.ADWIN()  # type: ignore[no-untyped-call]
-
-    @property
-    def use_proba(self) -> bool:
-        """As ``river.metrics.Metrics``: ask for probabilities unless every metric needs labels."""
-        return self.task == "classification" and not all(n for _, _, n in self.all_time)
+        # As river.metrics.Metrics: ask for probabilities unless every metric needs labels.
+        self.use_proba = self.task == "classification" and bool(self._proba_updates)
 
     def update(self, y: Label, y_pred: Any, proba: dict[Any, float] | None) -> None:
         for update in self._label_updates:
@@ -121,14 +119,17 @@ class _Metrics:
             self.detections += 1
             self.last_detection_at = self.seen
 
-    def report(self) -> tuple[dict[str, float], dict[str, float]]:
-        rolling = {}
+    def progressive(self) -> dict[str, float]:
+        return {n: float(m.get()) for n, m, _ in self.all_time}
+
+    def rolling(self) -> dict[str, float]:
+        out = {}
         for name, metric, needs_label in self.all_time:
             fresh = metric.clone()
             for y, y_pred, proba in self.recent:
                 fresh.update(y, y_pred if needs_label or proba is None else proba)
-            rolling[name] = float(fresh.get())
-        return {n: float(m.get()) for n, m, _ in self.all_time}, rolling
+            out[name] = float(fresh.get())
+        return out
 
 
 class ModelHost:
@@ -157,7 +158,6 @@ class ModelHost:
         self.spec, self.model, self.task, self.version = spec, model, task, version
         self.created = _now()
         self.trained = 0
-        self._use_proba = self.metrics.use_proba
         self._classifier = task == "classification"
 
     # --- hot path ----------------------------------------------------------------------------------------------
@@ -181,13 +181,13 @@ class ModelHost:
                 )
             x, y_pred, proba = joined
             self.labels_joined += 1
-        elif self._use_proba:
+        elif self.metrics.use_proba:
             proba = self.model.predict_proba_one(x)
             y_pred = max(proba, key=proba.get) if proba else None
         else:
             proba, y_pred = None, self.model.predict_one(x)
         if y_pred is not None and proba != {}:
-            self.metrics.update(y, y_pred, proba if self._use_proba else None)
+            self.metrics.update(y, y_pred, proba if self.metrics.use_proba else None)
         self.model.learn_one(x, y)
         self.trained += 1
         self.trained_total += 1
@@ -247,7 +247,6 @@ class ModelHost:
         """Measure other metrics from now on (they start empty); the model and version stay."""
         self.metrics = _Metrics(self.task, tuple(names or DEFAULT_METRICS[self.task]), self.window, self.model)
         self.metric_names = names
-        self._use_proba = self.metrics.use_proba
 
     # --- snapshots -------------------------------------------------------------------------------------------
 
@@ -264,7 +263,6 @@ class ModelHost:
             setattr(self, name, state[name])
         self.task = infer_task(self.model)
         self._classifier = self.task == "classification"
-        self._use_proba = self.metrics.use_proba
 
     def rollback(self, state: dict[str, Any]) -> int:
         """Install a snapshot's model and its metrics as a new version; totals and pending labels stay."""
@@ -272,19 +270,17 @@ class ModelHost:
         version = self.version + 1
         self._install(state["spec"], state["model"], version)
         self.metrics, self.trained = state["metrics"], state["trained"]
-        self._use_proba = self.metrics.use_proba
         return version
 
     # --- reports -----------------------------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        progressive, rolling = self.metrics.report()
         return {
             "model": {"name": model_name(self.model), "spec": self.spec, "version": self.version},
             "events": {"trained": self.trained_total, "predicted": self.predicted, "invalid": self.invalid,
                        "labels_joined": self.labels_joined, "labels_waiting": len(self.waiting)},
-            "metrics": progressive,
-            "rolling": rolling,
+            "metrics": self.metrics.progressive(),
+            "rolling": self.metrics.rolling(),
             "drift": {"detector": "ADWIN", "detections": self.metrics.detections,
                       "last_at_event": self.metrics.last_detection_at},
         }
@@ -295,7 +291,7 @@ class ModelHost:
         out: dict[str, Any] = {
             "version": self.version, "spec": self.spec, "name": model_name(self.model), "task": self.task,
             "params": params, "trained": self.trained, "created": self.created,
-            "metrics": self.metrics.report()[0],
+            "metrics": self.metrics.progressive(),
         }
         if with_history:
             out["history"] = list(self.history)

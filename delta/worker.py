@@ -2,8 +2,8 @@
 
 Data flow per batch (DESIGN.md §1-§2)::
 
-    consume(batch_size, poll_timeout) -> decode (delta.events) -> host.learn / host.predict (delta.host)
-        -> produce predictions / dead letters -> flush once -> store offsets -> (auto-commit)
+    consume (what is queued, up to worker.batch_size) -> decode (delta.events) -> host.learn / host.predict
+        (delta.host) -> produce predictions / dead letters -> store offsets once acknowledged -> (auto-commit)
 
 Offsets: ``enable.auto.offset.store=false``; a partition's offset is stored only after every message of the batch
 up to it is done *and* every output it caused is acknowledged by the broker. The loop does not wait for the acks:
@@ -457,14 +457,14 @@ class Worker:
                 except KafkaException as exc:  # a partition lost meanwhile: its new owner starts from the commit
                     log.warning("offsets not stored: %s", exc)
 
-    def _drain(self, consumer: Consumer, producer: Producer) -> None:
+    def _drain(self, consumer: Consumer, producer: Producer, timeout: float = 30.0) -> None:
         """Wait until every output so far is acknowledged and its batch's offsets are stored."""
-        deadline = self.clock() + 30.0
+        deadline = self.clock() + timeout
         while self._inflight:
-            producer.flush(1.0)
+            producer.flush(min(1.0, timeout))
             self._settle(consumer, producer)
             if self._inflight and self.clock() > deadline:
-                raise DeliveryError("the broker did not acknowledge outputs within 30s; stopping without "
+                raise DeliveryError(f"the broker did not acknowledge outputs within {timeout:g}s; stopping without "
                                     "committing the batches in flight (they will be replayed)")
 
     def _produce(self, producer: Producer, topic: str, value: bytes, key: bytes | None,
@@ -517,14 +517,10 @@ class Worker:
         the consumer is closed) so the process exits non-zero; their inputs stay uncommitted."""
         failure: DeliveryError | None = None
         try:
-            remaining = producer.flush(FLUSH_GRACE_S)
             try:
-                self._settle(consumer, producer)
+                self._drain(consumer, producer, FLUSH_GRACE_S)
             except DeliveryError as exc:
                 failure = exc
-            if remaining and failure is None:
-                failure = DeliveryError(f"{remaining} output message(s) not delivered within {FLUSH_GRACE_S:g}s "
-                                        "at shutdown; their inputs stay uncommitted (they will be replayed)")
             if failure is None and self.snapshots is not None \
                     and self.host.trained_total != self._trained_at_snapshot:
                 self.snapshot().result(FLUSH_GRACE_S)
